@@ -1,0 +1,1 @@
+"""The scan engine: bytes and policy in, findings out. It knows nothing of GitHub."""

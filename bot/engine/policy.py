@@ -1,0 +1,81 @@
+"""The policy a scan runs under: rule severities, file lists and archive limits.
+
+The config loader (`bot.config`) builds a Policy from `.github/release-guard.yml`; tests and
+the App build it directly. It is immutable so one Policy can serve many scans at once.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from fnmatch import fnmatchcase
+from types import MappingProxyType
+
+from bot.engine.model import DEFAULT_SEVERITY, Rule, Severity
+
+KIB = 1024
+MIB = 1024 * KIB
+GIB = 1024 * MIB
+
+
+@dataclass(frozen=True, slots=True)
+class ArchiveLimits:
+    """Safety limits of the archive walker; reaching one is an `archive/limit` finding.
+
+    Sizes count decompressed bytes as they are read, never the sizes an archive declares.
+    """
+
+    max_depth: int = 4
+    """How many archives deep the walker descends (the artifact itself is depth 0)."""
+    max_entries: int = 100_000
+    """Entries (files, folders, links) in one artifact, all nesting levels together."""
+    max_entry_size: int = 2 * GIB
+    """Decompressed bytes of one entry."""
+    max_total_size: int = 8 * GIB
+    """Decompressed bytes of one artifact, all entries and nesting levels together."""
+    max_ratio: float = 250.0
+    """Decompressed / compressed bytes of one entry or one compressed stream, once it is
+    past `ratio_grace` decompressed bytes."""
+    ratio_grace: int = 16 * MIB
+
+
+@dataclass(frozen=True, slots=True)
+class ArtifactRules:
+    """Rules for the artifacts whose name matches `name` (a shell-style glob)."""
+
+    name: str
+    allow: tuple[str, ...] = ()
+    """Gitignore-style patterns; when non-empty every file outside them is `files/not-allowed`."""
+
+    def matches(self, artifact_name: str) -> bool:
+        return fnmatchcase(artifact_name, self.name)
+
+
+def _default_severities() -> Mapping[Rule, Severity | None]:
+    return MappingProxyType(dict(DEFAULT_SEVERITY))
+
+
+@dataclass(frozen=True, slots=True)
+class Policy:
+    """Everything a scan needs to judge an artifact."""
+
+    severities: Mapping[Rule, Severity | None] = field(default_factory=_default_severities)
+    """Severity per rule; None switches a rule off. Rules missing here use their default."""
+    artifacts: tuple[ArtifactRules, ...] = ()
+    """Per-artifact rules, first match wins."""
+    deny: tuple[str, ...] = ()
+    """Gitignore-style patterns added to the built-in deny list."""
+    deny_exceptions: tuple[str, ...] = ()
+    """Gitignore-style patterns that the config explicitly exempts from the deny list."""
+    limits: ArchiveLimits = field(default_factory=ArchiveLimits)
+
+    def severity(self, rule: Rule) -> Severity | None:
+        if rule in self.severities:
+            return self.severities[rule]
+        return DEFAULT_SEVERITY[rule]
+
+    def rules_for(self, artifact_name: str) -> ArtifactRules | None:
+        for rules in self.artifacts:
+            if rules.matches(artifact_name):
+                return rules
+        return None
