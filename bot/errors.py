@@ -6,7 +6,8 @@ class ReleaseGuardError(Exception):
 
 
 class ConfigError(ReleaseGuardError):
-    """A configuration file is invalid; the message names the file, the line and what was expected."""
+    """A configuration file is invalid: the message names the file, the line and what was
+    expected."""
 
     def __init__(self, message: str, *, path: str, line: int | None = None) -> None:
         self.path = path
@@ -24,4 +25,12 @@ class LimitReached(ReleaseGuardError):
     """Reading an artifact reached a safety limit (ArchiveLimits); the scan fails closed.
 
     Raised from an Entry stream's read(); checks must let it propagate.
+    """
+
+
+class UnreadableEntry(LimitReached):
+    """The bytes of an entry or a container could not be read (corrupt or truncated).
+
+    A LimitReached, so that content checks stop the same way; the walker reports it as an
+    `archive/limit` observation that says the data could not be read.
     """

@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from enum import Enum
-from typing import Any, BinaryIO
+from enum import StrEnum
+from typing import Any, Protocol
 
 
-class Severity(str, Enum):
+class Severity(StrEnum):
     """How serious a finding is; `error` fails the scan."""
 
     ERROR = "error"
@@ -15,7 +15,7 @@ class Severity(str, Enum):
     NOTICE = "notice"
 
 
-class Conclusion(str, Enum):
+class Conclusion(StrEnum):
     """The verdict of a whole scan."""
 
     SUCCESS = "success"
@@ -23,7 +23,7 @@ class Conclusion(str, Enum):
     NEUTRAL = "neutral"
 
 
-class Rule(str, Enum):
+class Rule(StrEnum):
     """The stable rule ids. Their default severities are in DEFAULT_SEVERITY."""
 
     EMBEDDED_SOURCES = "sourcemap/embedded-sources"
@@ -60,7 +60,9 @@ RULE_SUMMARY: dict[Rule, str] = {
     Rule.INVALID_MAP: "A source map does not parse.",
     Rule.NOT_ALLOWED: "A file outside the configured allowlist.",
     Rule.FORBIDDEN: "A file on the deny list (env files, keys, credentials, VCS folders).",
-    Rule.ARCHIVE_LIMIT: "A safety limit was reached or the archive could not be read: fails closed.",
+    Rule.ARCHIVE_LIMIT: (
+        "A safety limit was reached or the archive could not be read: fails closed."
+    ),
     Rule.UNSAFE_PATH: "An absolute, parent-traversing, duplicate, device or link entry.",
 }
 
@@ -156,7 +158,14 @@ class Report:
         }
 
 
-class EntryKind(str, Enum):
+class ByteStream(Protocol):
+    """What the engine reads an entry through: `read(size)` returns at most `size` bytes, b"" at
+    the end, and may raise `bot.errors.LimitReached` (which checks must let through)."""
+
+    def read(self, size: int = -1, /) -> bytes: ...
+
+
+class EntryKind(StrEnum):
     FILE = "file"
     ARCHIVE = "archive"
 
@@ -183,4 +192,4 @@ class Entry:
     inner_path: str
     depth: int
     kind: EntryKind
-    stream: BinaryIO | None = None
+    stream: ByteStream | None = None

@@ -64,9 +64,11 @@ class Policy:
     artifacts: tuple[ArtifactRules, ...] = ()
     """Per-artifact rules, first match wins."""
     deny: tuple[str, ...] = ()
-    """Gitignore-style patterns added to the built-in deny list."""
+    """Gitignore-style patterns added to the built-in deny list (never `!` negations: the
+    deny list only grows)."""
     deny_exceptions: tuple[str, ...] = ()
-    """Gitignore-style patterns that the config explicitly exempts from the deny list."""
+    """Paths the config explicitly exempts from the deny list: exact inner or logical paths
+    without wildcards, or folders ending with `/` (see `bot.engine.filerules`)."""
     limits: ArchiveLimits = field(default_factory=ArchiveLimits)
 
     def severity(self, rule: Rule) -> Severity | None:

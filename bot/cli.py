@@ -1,0 +1,99 @@
+"""The `release-guard` command line (CONTRACT.md fixes its commands and exit codes)."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+from bot import __version__
+from bot.config import load_policy_file
+from bot.engine.model import Report, Severity
+from bot.engine.policy import Policy
+from bot.engine.scan import scan_path
+from bot.errors import ConfigError, InputError
+from bot.report import FORMATS, render
+
+EXIT_OK = 0
+EXIT_FINDINGS = 1
+EXIT_USAGE = 2
+
+DEFAULT_CONFIG = Path(".github/release-guard.yml")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="release-guard",
+        description="Stop a release from shipping source maps, secrets and files it must not ship.",
+    )
+    parser.add_argument("--version", action="version", version=f"release-guard {__version__}")
+    commands = parser.add_subparsers(dest="command", metavar="COMMAND")
+    commands.required = True
+
+    scan = commands.add_parser(
+        "scan",
+        help="scan local artifacts (files or directories) with the engine the App uses",
+        description=(
+            "Scan build artifacts: archives (zip, whl, jar, tar, tgz, tar.bz2, tar.xz, nested), "
+            "lone .js/.css/.map files, or directories. Exit 0 when no finding is an error, "
+            "1 when at least one is, 2 for a usage, config or unreadable-input error."
+        ),
+    )
+    scan.add_argument("paths", nargs="+", metavar="PATH", type=Path, help="file or directory")
+    scan.add_argument(
+        "--config",
+        type=Path,
+        metavar="FILE",
+        help=f"repository config (default: {DEFAULT_CONFIG} when it exists)",
+    )
+    scan.add_argument("--format", choices=FORMATS, default="text", help="report format")
+    scan.add_argument("--output", type=Path, metavar="FILE", help="write the report to FILE")
+    scan.set_defaults(handler=run_scan)
+    return parser
+
+
+def _policy_from(config: Path | None) -> Policy:
+    if config is None:
+        return load_policy_file(DEFAULT_CONFIG) if DEFAULT_CONFIG.is_file() else Policy()
+    if not config.is_file():
+        raise InputError(f"{config}: config file not found")
+    return load_policy_file(config)
+
+
+def _wants_color(args: argparse.Namespace) -> bool:
+    return (
+        args.format == "text"
+        and args.output is None
+        and sys.stdout.isatty()
+        and "NO_COLOR" not in os.environ
+    )
+
+
+def run_scan(args: argparse.Namespace) -> int:
+    policy = _policy_from(args.config)
+    report = Report(artifacts=[scan_path(path, policy=policy) for path in args.paths])
+    text = render(report, args.format, color=_wants_color(args))
+    if args.output is not None:
+        try:
+            args.output.write_text(text, encoding="utf-8")
+        except OSError as exc:
+            raise InputError(f"{args.output}: cannot write: {exc.strerror}") from exc
+    else:
+        sys.stdout.write(text)
+    failed = any(f.severity is Severity.ERROR for f in report.findings)
+    return EXIT_FINDINGS if failed else EXIT_OK
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        code: int = args.handler(args)
+    except (ConfigError, InputError) as exc:
+        print(f"release-guard: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    except KeyboardInterrupt:
+        return 130
+    return code

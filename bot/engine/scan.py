@@ -1,0 +1,234 @@
+"""Scan one artifact: one walk over its members, every check fed from that walk.
+
+The engine is a pure function of bytes and policy: `scan_path` reads a file or a directory
+and returns an `ArtifactReport`. It never talks to GitHub, never writes outside the archive
+walker's private temporary folder, and never raises for hostile input: every problem is a
+finding.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import posixpath
+import threading
+from dataclasses import dataclass, field
+from pathlib import Path
+from urllib.parse import unquote, urlsplit
+
+from bot.engine.archive import ArtifactWalk
+from bot.engine.filerules import FileRules
+from bot.engine.model import (
+    ArtifactReport,
+    Entry,
+    EntryKind,
+    Finding,
+    Observation,
+    Rule,
+)
+from bot.engine.policy import Policy
+from bot.engine.sourcemaps import MapReference, check_code_stream, check_map_stream
+from bot.errors import InputError, LimitReached
+
+MAP_SUFFIXES = (".map",)
+CODE_SUFFIXES = (".js", ".mjs", ".cjs", ".css")
+_HASH_CHUNK = 1 << 20
+
+
+@dataclass(slots=True)
+class _PendingReference:
+    """A `sourceMappingURL` whose target can only be judged once every member is known."""
+
+    entry_path: str
+    logical_path: str
+    reference: MapReference
+
+
+@dataclass(slots=True)
+class _ArtifactScan:
+    """What one walk collects before policy turns observations into findings."""
+
+    observations: list[Observation] = field(default_factory=list)
+    file_paths: set[str] = field(default_factory=set)
+    references: list[_PendingReference] = field(default_factory=list)
+
+
+class _FileDigest:
+    """SHA-256 and size of a file, computed on a side thread while the walk runs.
+
+    hashlib releases the GIL on large buffers, so hashing overlaps the scan instead of
+    adding a second pass over the artifact's bytes.
+    """
+
+    def __init__(self, path: Path) -> None:
+        self._path = path
+        self.sha256: str | None = None
+        self.size = 0
+        self._error: OSError | None = None
+        self._thread = threading.Thread(target=self._run, name="release-guard-digest", daemon=True)
+        self._thread.start()
+
+    def _run(self) -> None:
+        digest = hashlib.sha256()
+        size = 0
+        try:
+            with self._path.open("rb") as handle:
+                while chunk := handle.read(_HASH_CHUNK):
+                    digest.update(chunk)
+                    size += len(chunk)
+        except OSError as exc:
+            self._error = exc
+            return
+        self.sha256 = digest.hexdigest()
+        self.size = size
+
+    def result(self) -> tuple[str | None, int]:
+        self._thread.join()
+        if self._error is not None:
+            raise InputError(f"{self._path}: cannot read: {self._error.strerror}") from self._error
+        return self.sha256, self.size
+
+
+def _directory_size(path: Path) -> int:
+    total = 0
+    for child in path.rglob("*"):
+        if child.is_file() and not child.is_symlink():
+            total += child.stat().st_size
+    return total
+
+
+def check_readable(path: Path) -> None:
+    """Raise InputError unless `path` is a readable regular file or directory."""
+    try:
+        if path.is_dir():
+            next(path.iterdir(), None)
+            return
+        if not path.is_file():
+            if path.exists() or path.is_symlink():
+                raise InputError(f"{path}: not a regular file or directory")
+            raise InputError(f"{path}: no such file or directory")
+        with path.open("rb"):
+            pass
+    except OSError as exc:
+        raise InputError(f"{path}: cannot read: {exc.strerror}") from exc
+
+
+def scan_path(path: Path, *, policy: Policy, name: str | None = None) -> ArtifactReport:
+    """Scan the file or directory at `path` as one artifact called `name` (default: its name).
+
+    Raises InputError only when `path` itself cannot be read; anything wrong inside it is a
+    finding.
+    """
+    check_readable(path)
+    artifact_name = name or path.name or str(path)
+    digest = None if path.is_dir() else _FileDigest(path)
+    walk = ArtifactWalk(path, name=artifact_name, limits=policy.limits)
+    collected = _walk_and_check(walk, policy=policy, artifact_name=artifact_name)
+    collected.observations.extend(_judge_references(collected))
+    if digest is None:
+        sha256, size = None, _directory_size(path)
+    else:
+        sha256, size = digest.result()
+    findings = apply_policy(collected.observations, policy)
+    return ArtifactReport(
+        name=artifact_name,
+        path=str(path),
+        sha256=sha256,
+        size=size,
+        files=walk.files,
+        findings=findings,
+        scanned=walk.files > 0 or bool(findings),
+    )
+
+
+def _walk_and_check(walk: ArtifactWalk, *, policy: Policy, artifact_name: str) -> _ArtifactScan:
+    """Run every check over one walk: path rules on each member, content rules on maps and code."""
+    file_rules = FileRules(policy, artifact_name)
+    collected = _ArtifactScan()
+    for item in walk:
+        if isinstance(item, Observation):
+            collected.observations.append(item)
+            continue
+        collected.observations.extend(file_rules.check(item))
+        if item.kind is EntryKind.FILE:
+            collected.file_paths.add(item.logical_path)
+            _check_content(item, collected)
+    return collected
+
+
+def _check_content(entry: Entry, collected: _ArtifactScan) -> None:
+    """Feed a member's bytes to the check its name calls for; others are not read at all."""
+    if entry.stream is None:
+        return
+    lowered = entry.inner_path.lower()
+    try:
+        if lowered.endswith(MAP_SUFFIXES):
+            collected.observations.extend(check_map_stream(entry.stream, path=entry.path))
+        elif lowered.endswith(CODE_SUFFIXES):
+            code = check_code_stream(entry.stream, path=entry.path)
+            collected.observations.extend(code.observations)
+            collected.references.extend(
+                _PendingReference(entry.path, entry.logical_path, ref) for ref in code.references
+            )
+    except LimitReached:
+        # The walker saw the limit too and reports it as archive/limit when it resumes.
+        return
+
+
+def resolve_reference(logical_path: str, url: str) -> str | None:
+    """Return the logical path a relative `sourceMappingURL` points at, or None.
+
+    None means the URL leaves the artifact: it has a scheme or a host, or it is
+    root-relative (its meaning depends on the web server that serves the file).
+    """
+    parts = urlsplit(url)
+    if parts.scheme or parts.netloc or not parts.path or parts.path.startswith("/"):
+        return None
+    directory = posixpath.dirname(logical_path)
+    joined = posixpath.normpath(posixpath.join(directory, unquote(parts.path)))
+    # A reference must not climb out of the container the referring file lives in.
+    container = logical_path.rsplit("!/", 1)[0] + "!/" if "!/" in logical_path else ""
+    if joined.startswith("../") or joined == ".." or not joined.startswith(container):
+        return None
+    return joined
+
+
+def _judge_references(collected: _ArtifactScan) -> list[Observation]:
+    observations = []
+    for pending in collected.references:
+        url = pending.reference.url
+        target = resolve_reference(pending.logical_path, url)
+        shown_url = url if len(url) <= 200 else url[:200] + "…"
+        if target is None:
+            where = "it points outside the artifact, so the map is not in it"
+        elif target in collected.file_paths:
+            where = f"the map is in the artifact ({target})"
+        else:
+            where = f"the map ({target}) is not in the artifact"
+        observations.append(
+            Observation(
+                rule=Rule.REFERENCE,
+                path=pending.entry_path,
+                line=pending.reference.line,
+                message=f"sourceMappingURL={shown_url}: {where}.",
+            )
+        )
+    return observations
+
+
+def apply_policy(observations: list[Observation], policy: Policy) -> list[Finding]:
+    """Give each observation its rule's severity; drop those whose rule is off."""
+    findings = []
+    for obs in observations:
+        severity = policy.severity(obs.rule)
+        if severity is None:
+            continue
+        findings.append(
+            Finding(
+                rule=obs.rule,
+                severity=severity,
+                path=obs.path,
+                message=obs.message,
+                line=obs.line,
+            )
+        )
+    return findings

@@ -1,0 +1,231 @@
+"""Send one request to GitHub: a timeout on each try, retries for what may pass, nothing else.
+
+What is retried and how long to wait is decided by `bot.github.retry`; this module does the
+I/O around it: it attaches the credential (to the API host only), follows no redirect, records
+the rate-limit headers, and gives a refused installation token exactly one second chance.
+"""
+
+from __future__ import annotations
+
+import logging
+import random
+from collections.abc import Awaitable, Callable, Mapping
+from dataclasses import dataclass
+from typing import Protocol, TypeVar
+
+import aiohttp
+from yarl import URL
+
+from bot.github.errors import GitHubError, GitHubUnavailable, RateLimited, Where
+from bot.github.ratelimit import RateLimitTracker
+from bot.github.responses import message_of
+from bot.github.retry import RetryPolicy, Transient, Trouble, classify, wait_for
+from bot.secrets import Secret
+
+logger = logging.getLogger(__name__)
+
+T = TypeVar("T")
+Sleep = Callable[[float], Awaitable[None]]
+Clock = Callable[[], float]
+Consumer = Callable[[aiohttp.ClientResponse], Awaitable[T]]
+
+# https://docs.github.com/en/rest/about-the-rest-api/api-versions
+API_VERSION = "2022-11-28"
+
+
+class Authenticator(Protocol):
+    """Where a request's `Authorization` header comes from."""
+
+    @property
+    def installation_id(self) -> int | None: ...
+
+    async def authorization(self) -> Secret:
+        """Return the full `Authorization` header value."""
+        ...
+
+    async def refresh(self, rejected: Secret) -> bool:
+        """React to a 401 for `rejected`; True if one more try with a new credential is due."""
+        ...
+
+
+@dataclass(frozen=True, slots=True)
+class Reply:
+    """A whole answer, read into memory (API calls, not downloads)."""
+
+    status: int
+    headers: Mapping[str, str]
+    body: bytes
+
+
+async def read_reply(response: aiohttp.ClientResponse) -> Reply:
+    """Read a response whole."""
+    return Reply(response.status, response.headers, await response.read())
+
+
+class Transport:
+    """Sends requests with one retry policy, sleep, clock and rate-limit tracker."""
+
+    def __init__(
+        self,
+        session: aiohttp.ClientSession,
+        *,
+        api_url: str,
+        policy: RetryPolicy,
+        sleep: Sleep,
+        clock: Clock,
+        rng: random.Random,
+        rate_limits: RateLimitTracker,
+    ) -> None:
+        self.session = session
+        self.api_origin = URL(api_url).origin()
+        self.policy = policy
+        self.sleep = sleep
+        self.clock = clock
+        self.rng = rng
+        self.rate_limits = rate_limits
+
+    async def send(
+        self,
+        method: str,
+        url: str,
+        *,
+        headers: Mapping[str, str],
+        consume: Consumer[T],
+        body: bytes = b"",
+        auth: Authenticator | None,
+        timeout: aiohttp.ClientTimeout | None = None,
+    ) -> T:
+        """Send `method url`, retrying per the policy, and return what `consume` makes of it.
+
+        `consume` gets every final answer, successful or not (a 4xx, a 3xx, or the 401 left
+        after the one refresh); transient failures never reach it. With `auth` None no
+        `Authorization` header is sent at all (storage hosts).
+        """
+        target = URL(url)
+        if auth is not None and target.origin() != self.api_origin:
+            raise GitHubError(
+                f"refusing to send the App's credentials to {target.host}, "
+                f"which is not the configured GitHub API host",
+                method=method,
+                path=target.path,
+            )
+        timeout = timeout or aiohttp.ClientTimeout(total=self.policy.timeout)
+        installation_id = None if auth is None else auth.installation_id
+        base_headers = {k: v for k, v in headers.items() if k.lower() != "authorization"}
+        if auth is not None:
+            base_headers.setdefault("x-github-api-version", API_VERSION)
+        log = {"installation_id": installation_id, "method": method, "path": target.path}
+        attempt = 0
+        refreshed = False
+        secondary_hits = 0
+        while True:
+            attempt += 1
+            request_headers = dict(base_headers)
+            credential = None
+            if auth is not None:
+                credential = await auth.authorization()
+                request_headers["Authorization"] = credential.reveal()
+            status: int | None = None
+            cause: BaseException | None = None
+            try:
+                async with self.session.request(
+                    method,
+                    target,
+                    headers=request_headers,
+                    data=body or None,
+                    allow_redirects=False,
+                    timeout=timeout,
+                ) as response:
+                    status = response.status
+                    if auth is not None:
+                        self.rate_limits.observe(installation_id, response.headers)
+                    logger.debug(
+                        "%s %s answered %d",
+                        method,
+                        target.path,
+                        status,
+                        extra={**log, "status": status, "attempt": attempt},
+                    )
+                    if (
+                        status == 401
+                        and auth is not None
+                        and credential is not None
+                        and not refreshed
+                        and await auth.refresh(credential)
+                    ):
+                        refreshed = True
+                        attempt -= 1
+                        logger.info(
+                            "credential refused; retrying once with a fresh one",
+                            extra={**log, "status": status, "attempt": attempt + 1},
+                        )
+                        continue
+                    message = None
+                    if status in (403, 429):
+                        message = message_of(await response.read())
+                    transient = classify(status, response.headers, message, now=self.clock())
+                    if transient is None:
+                        return await consume(response)
+            except TimeoutError as exc:
+                transient, cause = Transient(Trouble.TIMEOUT), exc
+            except (aiohttp.ClientConnectionError, aiohttp.ClientPayloadError) as exc:
+                transient, cause = Transient(Trouble.CONNECTION), exc
+            if transient.trouble is Trouble.SECONDARY_RATE_LIMIT:
+                secondary_hits += 1
+            delay = wait_for(
+                transient,
+                attempt=attempt,
+                secondary_hits=secondary_hits,
+                policy=self.policy,
+                rng=self.rng,
+            )
+            error = self._final_error(transient, delay, attempt, status, method, target.path)
+            if error is not None:
+                raise error from cause
+            logger.warning(
+                "%s %s failed (%s, attempt %d); retrying in %.1f s",
+                method,
+                target.path,
+                transient.trouble.value,
+                attempt,
+                delay,
+                extra={
+                    **log,
+                    "status": status,
+                    "attempt": attempt,
+                    "reason": transient.trouble.value,
+                    "delay": delay,
+                },
+            )
+            await self.sleep(delay)
+
+    def _final_error(
+        self,
+        transient: Transient,
+        delay: float,
+        attempt: int,
+        status: int | None,
+        method: str,
+        path: str,
+    ) -> GitHubError | None:
+        """Return the error to give up with, or None to wait `delay` and try again."""
+        where: Where = {"status_code": status, "method": method, "path": path}
+        reason = transient.trouble.value
+        if transient.trouble.is_rate_limit:
+            if delay > self.policy.max_wait:
+                return RateLimited(
+                    f"{reason}: GitHub asks to wait {delay:.0f} s, longer than the "
+                    f"{self.policy.max_wait:.0f} s this client waits in place",
+                    retry_after=delay,
+                    **where,
+                )
+            if attempt >= self.policy.max_attempts:
+                return RateLimited(
+                    f"{reason} still in force after {attempt} attempts",
+                    retry_after=delay,
+                    **where,
+                )
+            return None
+        if attempt >= self.policy.max_attempts:
+            return GitHubUnavailable(f"gave up after {attempt} attempts ({reason})", **where)
+        return None

@@ -1,0 +1,457 @@
+"""The endpoints the double serves, each declared with its GitHub path and permission.
+
+Paths are spelled exactly as in GitHub's OpenAPI description, so each route finds its
+operation in the extract. `auth="app"` routes take the App's JWT; `auth="installation"` routes
+take an installation token of the installation that owns the repository, which must hold one
+of the listed permissions (https://docs.github.com/en/rest/authentication/
+permissions-required-for-github-apps).
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, Literal
+
+from aiohttp import web
+
+from tests.ghdouble import credentials
+from tests.ghdouble.http import error, json_response, not_found, paginate
+from tests.ghdouble.payloads import iso
+from tests.ghdouble.state import CheckRun, Comment, Reaction, Repository
+
+if TYPE_CHECKING:
+    from tests.ghdouble.server import GitHubDouble
+
+
+@dataclass
+class Context:
+    """One request, resolved: who sent it and for which repository."""
+
+    double: GitHubDouble
+    request: web.Request
+    body: Any
+    installation_id: int | None
+    repo: Repository | None
+
+    @property
+    def params(self) -> dict[str, str]:
+        return dict(self.request.match_info)
+
+    def int_param(self, name: str) -> int:
+        return int(self.request.match_info[name])
+
+    @property
+    def the_repo(self) -> Repository:
+        assert self.repo is not None
+        return self.repo
+
+
+Handler = Callable[[Context], Awaitable[web.StreamResponse]]
+Permission = tuple[str, str]
+
+
+@dataclass(frozen=True)
+class Route:
+    method: str
+    path: str
+    handler: Handler
+    auth: Literal["app", "installation"]
+    permissions: tuple[Permission, ...]
+
+
+ROUTES: list[Route] = []
+
+
+def route(
+    method: str,
+    path: str,
+    *,
+    auth: Literal["app", "installation"] = "installation",
+    permissions: tuple[Permission, ...] = (),
+) -> Callable[[Handler], Handler]:
+    def register(handler: Handler) -> Handler:
+        ROUTES.append(Route(method, path, handler, auth, permissions))
+        return handler
+
+    return register
+
+
+# --- the App ---------------------------------------------------------------------------
+
+
+@route("GET", "/app", auth="app")
+async def get_app(ctx: Context) -> web.StreamResponse:
+    return json_response(ctx.double.payloads.app(ctx.double.app_permissions))
+
+
+@route("POST", "/app/installations/{installation_id}/access_tokens", auth="app")
+async def create_access_token(ctx: Context) -> web.StreamResponse:
+    double = ctx.double
+    installation = double.state.installations.get(ctx.int_param("installation_id"))
+    if installation is None:
+        return not_found()
+    if installation.suspended:
+        return error(403, "This installation has been suspended")
+    permissions = dict(installation.permissions)
+    asked = (ctx.body or {}).get("permissions") if isinstance(ctx.body, dict) else None
+    if asked:
+        levels = {"read": 1, "write": 2, "admin": 3}
+        for name, level in asked.items():
+            if levels.get(permissions.get(name, ""), 0) < levels.get(level, 9):
+                return error(422, "The permissions requested are not granted to this installation.")
+        permissions = dict(asked)
+    token, issued = credentials.issue_token(
+        double.state, installation_id=installation.id, ttl=double.token_ttl, now=double.now()
+    )
+    issued.permissions = permissions
+    double.tokens_issued.append(installation.id)
+    return json_response(
+        double.payloads.access_token(token, issued.expires_at, permissions), status=201
+    )
+
+
+# --- Actions ---------------------------------------------------------------------------
+
+ACTIONS_READ = (("actions", "read"),)
+
+
+@route("GET", "/repos/{owner}/{repo}/actions/runs", permissions=ACTIONS_READ)
+async def list_runs(ctx: Context) -> web.StreamResponse:
+    repo, query = ctx.the_repo, ctx.request.query
+    runs = sorted(repo.runs.values(), key=lambda r: r.id, reverse=True)
+    for name, attribute in (
+        ("head_sha", "head_sha"),
+        ("branch", "head_branch"),
+        ("event", "event"),
+        ("status", "status"),
+    ):
+        if name in query:
+            runs = [r for r in runs if getattr(r, attribute) == query[name]]
+    page, headers = paginate(ctx.request, ctx.double.api_url, runs)
+    body = {
+        "total_count": len(runs),
+        "workflow_runs": [ctx.double.payloads.run(repo, r) for r in page],
+    }
+    return json_response(body, headers=headers)
+
+
+@route("GET", "/repos/{owner}/{repo}/actions/runs/{run_id}", permissions=ACTIONS_READ)
+async def get_run(ctx: Context) -> web.StreamResponse:
+    run = ctx.the_repo.runs.get(ctx.int_param("run_id"))
+    if run is None:
+        return not_found()
+    return json_response(ctx.double.payloads.run(ctx.the_repo, run))
+
+
+@route("GET", "/repos/{owner}/{repo}/actions/runs/{run_id}/artifacts", permissions=ACTIONS_READ)
+async def list_run_artifacts(ctx: Context) -> web.StreamResponse:
+    repo = ctx.the_repo
+    run_id = ctx.int_param("run_id")
+    if run_id not in repo.runs:
+        return not_found()
+    artifacts = [a for a in repo.artifacts.values() if a.run_id == run_id]
+    if "name" in ctx.request.query:
+        artifacts = [a for a in artifacts if a.name == ctx.request.query["name"]]
+    if ctx.request.query.get("direction") == "desc":
+        artifacts.reverse()
+    page, headers = paginate(ctx.request, ctx.double.api_url, artifacts)
+    body = {
+        "total_count": len(artifacts),
+        "artifacts": [ctx.double.payloads.artifact(repo, a) for a in page],
+    }
+    return json_response(body, headers=headers)
+
+
+@route(
+    "GET",
+    "/repos/{owner}/{repo}/actions/artifacts/{artifact_id}/{archive_format}",
+    permissions=ACTIONS_READ,
+)
+async def download_artifact(ctx: Context) -> web.StreamResponse:
+    artifact = ctx.the_repo.artifacts.get(ctx.int_param("artifact_id"))
+    if artifact is None or ctx.request.match_info["archive_format"] != "zip":
+        return not_found()
+    if artifact.expired:
+        return error(410, "Artifact has expired")
+    url = ctx.double.storage.signed_url(f"artifact-{artifact.id}")
+    return web.Response(status=302, headers={"Location": url})
+
+
+@route(
+    "POST",
+    "/repos/{owner}/{repo}/actions/runs/{run_id}/deployment_protection_rule",
+    permissions=(("deployments", "write"),),
+)
+async def review_deployment(ctx: Context) -> web.StreamResponse:
+    run = ctx.the_repo.runs.get(ctx.int_param("run_id"))
+    if run is None:
+        return not_found()
+    run.deployment_reviews.append(dict(ctx.body))
+    return web.Response(status=204)
+
+
+# --- contents, git ---------------------------------------------------------------------
+
+CONTENTS_READ = (("contents", "read"),)
+
+
+@route("GET", "/repos/{owner}/{repo}/contents/{path}", permissions=CONTENTS_READ)
+async def get_content(ctx: Context) -> web.StreamResponse:
+    repo = ctx.the_repo
+    path = ctx.request.match_info["path"].strip("/")
+    ref = ctx.request.query.get("ref", repo.default_branch)
+    candidates = (ref, repo.resolve(ref))
+    for candidate in candidates:
+        data = repo.files.get((candidate, path))
+        if data is not None:
+            if "raw" in ctx.request.headers.get("Accept", ""):
+                return web.Response(body=data, content_type="application/vnd.github.raw")
+            return json_response(ctx.double.payloads.file(repo, path, ref, data))
+    entries: dict[str, str] = {}
+    for file_ref, file_path in repo.files:
+        if file_ref in candidates and file_path.startswith(path + "/"):
+            rest = file_path[len(path) + 1 :]
+            name, _, deeper = rest.partition("/")
+            entries[name] = "dir" if deeper else "file"
+    if not entries:
+        return not_found()
+    listing = [
+        ctx.double.payloads.directory_entry(repo, f"{path}/{name}", ref, kind)
+        for name, kind in sorted(entries.items())
+    ]
+    return json_response(listing)
+
+
+@route("GET", "/repos/{owner}/{repo}/git/ref/{ref}", permissions=CONTENTS_READ)
+async def get_ref(ctx: Context) -> web.StreamResponse:
+    repo = ctx.the_repo
+    name = ctx.request.match_info["ref"]
+    sha = repo.refs.get(name)
+    if sha is None:
+        return not_found()
+    kind = "tag" if sha in repo.tags else "commit"
+    return json_response(ctx.double.payloads.ref(repo, name, sha, kind))
+
+
+@route("GET", "/repos/{owner}/{repo}/git/tags/{tag_sha}", permissions=CONTENTS_READ)
+async def get_tag(ctx: Context) -> web.StreamResponse:
+    tag = ctx.the_repo.tags.get(ctx.request.match_info["tag_sha"])
+    if tag is None:
+        return not_found()
+    return json_response(ctx.double.payloads.tag(ctx.the_repo, tag))
+
+
+@route(
+    "GET",
+    "/repos/{owner}/{repo}/collaborators/{username}/permission",
+    permissions=(("metadata", "read"),),
+)
+async def get_permission(ctx: Context) -> web.StreamResponse:
+    login = ctx.request.match_info["username"]
+    permission = ctx.the_repo.collaborators.get(login)
+    if permission is None:
+        if login not in ctx.double.known_users:
+            return not_found()
+        permission = "none"
+    return json_response(ctx.double.payloads.permission(login, permission))
+
+
+# --- checks ----------------------------------------------------------------------------
+
+CHECKS_WRITE = (("checks", "write"),)
+_CHECK_FIELDS = ("name", "details_url", "external_id", "started_at", "completed_at", "status")
+
+
+def _apply_check_fields(check: CheckRun, body: dict[str, Any]) -> web.Response | None:
+    for name in _CHECK_FIELDS:
+        if name in body:
+            setattr(check, name, body[name])
+    if "conclusion" in body:
+        check.conclusion = body["conclusion"]
+        check.status = "completed"
+    if check.status == "completed" and check.conclusion is None:
+        return error(
+            422,
+            'Invalid request.\n\nNo subschema in "anyOf" matched.\n"conclusion" wasn\'t supplied.',
+        )
+    if check.status == "completed" and check.completed_at is None:
+        check.completed_at = iso(time.time())
+    if check.status != "queued" and check.started_at is None:
+        check.started_at = iso(time.time())
+    output = body.get("output")
+    if isinstance(output, dict):
+        for key in ("title", "summary", "text"):
+            if key in output:
+                check.output[key] = output[key]
+        check.annotations.extend(output.get("annotations", []))
+    if "actions" in body:
+        check.actions = list(body["actions"])
+    return None
+
+
+@route("POST", "/repos/{owner}/{repo}/check-runs", permissions=CHECKS_WRITE)
+async def create_check_run(ctx: Context) -> web.StreamResponse:
+    repo = ctx.the_repo
+    check = CheckRun(
+        id=ctx.double.state.next_id(),
+        name=ctx.body["name"],
+        head_sha=ctx.body["head_sha"],
+        app_id=ctx.double.app_id,
+    )
+    problem = _apply_check_fields(check, ctx.body)
+    if problem is not None:
+        return problem
+    repo.check_runs[check.id] = check
+    return json_response(ctx.double.payloads.check_run(repo, check), status=201)
+
+
+@route("PATCH", "/repos/{owner}/{repo}/check-runs/{check_run_id}", permissions=CHECKS_WRITE)
+async def update_check_run(ctx: Context) -> web.StreamResponse:
+    repo = ctx.the_repo
+    check = repo.check_runs.get(ctx.int_param("check_run_id"))
+    if check is None:
+        return not_found()
+    if check.app_id != ctx.double.app_id:
+        return error(
+            403,
+            f"Invalid app_id `{ctx.double.app_id}` - check run can only be modified by the "
+            "GitHub App that created it.",
+        )
+    problem = _apply_check_fields(check, ctx.body)
+    if problem is not None:
+        return problem
+    check.updates += 1
+    return json_response(ctx.double.payloads.check_run(repo, check))
+
+
+@route("GET", "/repos/{owner}/{repo}/commits/{ref}/check-runs", permissions=(("checks", "read"),))
+async def list_check_runs_for_ref(ctx: Context) -> web.StreamResponse:
+    repo, query = ctx.the_repo, ctx.request.query
+    sha = repo.resolve(ctx.request.match_info["ref"])
+    checks = sorted((c for c in repo.check_runs.values() if c.head_sha == sha), key=lambda c: -c.id)
+    if "check_name" in query:
+        checks = [c for c in checks if c.name == query["check_name"]]
+    if "status" in query:
+        checks = [c for c in checks if c.status == query["status"]]
+    if "app_id" in query:
+        checks = [c for c in checks if str(c.app_id) == query["app_id"]]
+    if query.get("filter", "latest") == "latest":
+        seen: set[tuple[str, int]] = set()
+        latest = []
+        for check in checks:
+            if (check.name, check.app_id) not in seen:
+                seen.add((check.name, check.app_id))
+                latest.append(check)
+        checks = latest
+    page, headers = paginate(ctx.request, ctx.double.api_url, checks)
+    body = {
+        "total_count": len(checks),
+        "check_runs": [ctx.double.payloads.check_run(repo, c) for c in page],
+    }
+    return json_response(body, headers=headers)
+
+
+# --- pull requests, issues -------------------------------------------------------------
+
+ISSUES_OR_PULLS_WRITE = (("issues", "write"), ("pull_requests", "write"))
+
+
+@route("GET", "/repos/{owner}/{repo}/pulls/{pull_number}", permissions=(("pull_requests", "read"),))
+async def get_pull(ctx: Context) -> web.StreamResponse:
+    pr = ctx.the_repo.pulls.get(ctx.int_param("pull_number"))
+    if pr is None:
+        return not_found()
+    return json_response(ctx.double.payloads.pull(ctx.the_repo, pr))
+
+
+@route(
+    "POST",
+    "/repos/{owner}/{repo}/issues/{issue_number}/comments",
+    permissions=ISSUES_OR_PULLS_WRITE,
+)
+async def create_comment(ctx: Context) -> web.StreamResponse:
+    repo = ctx.the_repo
+    number = ctx.int_param("issue_number")
+    if number not in repo.pulls and number not in repo.issues:
+        return not_found()
+    comment = Comment(
+        ctx.double.state.next_id(), number, ctx.body["body"], f"{ctx.double.app_slug}[bot]"
+    )
+    repo.comments[comment.id] = comment
+    return json_response(ctx.double.payloads.comment(repo, comment), status=201)
+
+
+@route(
+    "POST",
+    "/repos/{owner}/{repo}/issues/comments/{comment_id}/reactions",
+    permissions=ISSUES_OR_PULLS_WRITE,
+)
+async def create_reaction(ctx: Context) -> web.StreamResponse:
+    repo = ctx.the_repo
+    comment_id = ctx.int_param("comment_id")
+    if comment_id not in repo.comments:
+        return not_found()
+    user = f"{ctx.double.app_slug}[bot]"
+    for existing in repo.reactions:
+        if (existing.comment_id, existing.content, existing.user) == (
+            comment_id,
+            ctx.body["content"],
+            user,
+        ):
+            return json_response(ctx.double.payloads.reaction(existing), status=200)
+    reaction = Reaction(ctx.double.state.next_id(), comment_id, ctx.body["content"], user)
+    repo.reactions.append(reaction)
+    return json_response(ctx.double.payloads.reaction(reaction), status=201)
+
+
+# --- releases --------------------------------------------------------------------------
+
+_RELEASE_FIELDS = ("tag_name", "target_commitish", "name", "body", "draft", "prerelease")
+
+
+@route("GET", "/repos/{owner}/{repo}/releases/{release_id}", permissions=CONTENTS_READ)
+async def get_release(ctx: Context) -> web.StreamResponse:
+    release = ctx.the_repo.releases.get(ctx.int_param("release_id"))
+    if release is None:
+        return not_found()
+    return json_response(ctx.double.payloads.release(ctx.the_repo, release))
+
+
+@route("PATCH", "/repos/{owner}/{repo}/releases/{release_id}", permissions=(("contents", "write"),))
+async def update_release(ctx: Context) -> web.StreamResponse:
+    release = ctx.the_repo.releases.get(ctx.int_param("release_id"))
+    if release is None:
+        return not_found()
+    for name in _RELEASE_FIELDS:
+        if name in ctx.body:
+            setattr(release, name, ctx.body[name])
+    return json_response(ctx.double.payloads.release(ctx.the_repo, release))
+
+
+@route("GET", "/repos/{owner}/{repo}/releases/{release_id}/assets", permissions=CONTENTS_READ)
+async def list_release_assets(ctx: Context) -> web.StreamResponse:
+    repo = ctx.the_repo
+    release = repo.releases.get(ctx.int_param("release_id"))
+    if release is None:
+        return not_found()
+    assets = [a for a in repo.assets.values() if a.release_id == release.id]
+    page, headers = paginate(ctx.request, ctx.double.api_url, assets)
+    return json_response(
+        [ctx.double.payloads.asset(repo, release, a) for a in page], headers=headers
+    )
+
+
+@route("GET", "/repos/{owner}/{repo}/releases/assets/{asset_id}", permissions=CONTENTS_READ)
+async def get_release_asset(ctx: Context) -> web.StreamResponse:
+    repo = ctx.the_repo
+    asset = repo.assets.get(ctx.int_param("asset_id"))
+    if asset is None:
+        return not_found()
+    if ctx.request.headers.get("Accept", "").startswith("application/octet-stream"):
+        return web.Response(
+            status=302, headers={"Location": ctx.double.storage.signed_url(f"asset-{asset.id}")}
+        )
+    release = repo.releases[asset.release_id]
+    return json_response(ctx.double.payloads.asset(repo, release, asset))
