@@ -14,7 +14,9 @@ from bot.engine.model import Report, Severity
 from bot.engine.policy import Policy
 from bot.engine.scan import scan_path
 from bot.errors import ConfigError, InputError
+from bot.jobs_cli import add_jobs_commands
 from bot.report import FORMATS, render
+from bot.serve import add_serve_commands
 
 EXIT_OK = 0
 EXIT_FINDINGS = 1
@@ -51,6 +53,8 @@ def build_parser() -> argparse.ArgumentParser:
     scan.add_argument("--format", choices=FORMATS, default="text", help="report format")
     scan.add_argument("--output", type=Path, metavar="FILE", help="write the report to FILE")
     scan.set_defaults(handler=run_scan)
+    add_serve_commands(commands)
+    add_jobs_commands(commands)
     return parser
 
 

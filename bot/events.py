@@ -1,0 +1,530 @@
+"""Parse the webhook events the App subscribes to, and decide which job each one makes.
+
+Each model reads only the fields release-guard uses (kodiak's approach): a payload that lacks
+one of them, or has it with the wrong type, is rejected with its JSON path, and everything
+else in the payload is left alone, so GitHub can add fields without breaking anything.
+Payload reference: https://docs.github.com/webhooks/webhook-events-and-payloads
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from enum import StrEnum
+from typing import Any, Final, Protocol, TypeAlias
+
+from bot.errors import ReleaseGuardError
+
+JSONValue: TypeAlias = "str | int | float | bool | list[JSONValue] | dict[str, JSONValue] | None"
+
+COMMAND_PREFIX: Final = "/release-guard"
+MAX_COMMENT_CHARS: Final = 2000
+_SHA = re.compile(r"[0-9a-f]{40}(?:[0-9a-f]{24})?")  # SHA-1, or SHA-256 repositories
+_FULL_NAME = re.compile(r"[A-Za-z0-9_.-]+/[A-Za-z0-9_.-]+")
+
+
+class MalformedPayload(ReleaseGuardError):
+    """A delivery's payload lacks a field the App needs, or has it with the wrong type."""
+
+
+class JobKind(StrEnum):
+    """What a job does; the worker's handler dispatches on it."""
+
+    CHECK = "check"  # scan what a commit builds and report a check run on it
+    WORKFLOW_RUN = "workflow_run"  # scan one workflow run's artifacts
+    RELEASE = "release"  # scan a release's assets
+    DEPLOYMENT_GATE = "deployment_gate"  # approve or reject a deployment protection rule
+    COMMENT_COMMAND = "comment_command"  # a `/release-guard …` command in a comment
+
+
+@dataclass(frozen=True, slots=True)
+class JobSpec:
+    """A job to queue: what to do, where, and the few payload fields it needs.
+
+    Two specs with the same `dedupe_key` describe the same work: while one such job waits or
+    runs, the store folds a new one into it (a push sends both `pull_request.synchronize` and
+    `check_suite.requested` for one commit).
+    """
+
+    kind: JobKind
+    installation_id: int
+    repository: str  # owner/name
+    head_sha: str | None
+    details: dict[str, JSONValue]
+    dedupe_key: str
+
+
+@dataclass(frozen=True, slots=True)
+class Routed:
+    """What one delivery asks for: jobs to queue, or the reason it is ignored."""
+
+    event: str
+    action: str | None
+    jobs: tuple[JobSpec, ...] = ()
+    ignored: str | None = None
+
+
+# -- reading fields ---------------------------------------------------------------------------
+
+
+def _get(obj: Mapping[str, Any], path: str, key: str) -> Any:
+    if key not in obj:
+        raise MalformedPayload(f"{path}{key}: missing")
+    return obj[key]
+
+
+def _obj(obj: Mapping[str, Any], key: str, path: str = "") -> Mapping[str, Any]:
+    value = _get(obj, path, key)
+    if not isinstance(value, dict):
+        raise MalformedPayload(f"{path}{key}: expected an object")
+    return value
+
+
+def _int(obj: Mapping[str, Any], key: str, path: str = "") -> int:
+    value = _get(obj, path, key)
+    if not isinstance(value, int) or isinstance(value, bool):
+        raise MalformedPayload(f"{path}{key}: expected an integer")
+    return value
+
+
+def _str(obj: Mapping[str, Any], key: str, path: str = "") -> str:
+    value = _get(obj, path, key)
+    if not isinstance(value, str):
+        raise MalformedPayload(f"{path}{key}: expected a string")
+    return value
+
+
+def _opt_str(obj: Mapping[str, Any], key: str, path: str = "") -> str | None:
+    value = obj.get(key)
+    if value is not None and not isinstance(value, str):
+        raise MalformedPayload(f"{path}{key}: expected a string or null")
+    return value
+
+
+def _bool(obj: Mapping[str, Any], key: str, path: str = "") -> bool:
+    value = _get(obj, path, key)
+    if not isinstance(value, bool):
+        raise MalformedPayload(f"{path}{key}: expected true or false")
+    return value
+
+
+def _sha(obj: Mapping[str, Any], key: str, path: str = "") -> str:
+    value = _str(obj, key, path)
+    if not _SHA.fullmatch(value):
+        raise MalformedPayload(f"{path}{key}: expected a commit SHA")
+    return value
+
+
+def _pull_numbers(obj: Mapping[str, Any], path: str) -> list[JSONValue]:
+    """Read `pull_requests[].number` (empty for forks: GitHub omits them there)."""
+    value = obj.get("pull_requests") or []
+    if not isinstance(value, list):
+        raise MalformedPayload(f"{path}pull_requests: expected an array")
+    numbers: list[JSONValue] = []
+    for index, item in enumerate(value):
+        if not isinstance(item, dict):
+            raise MalformedPayload(f"{path}pull_requests[{index}]: expected an object")
+        numbers.append(_int(item, "number", f"{path}pull_requests[{index}]."))
+    return numbers
+
+
+# -- the parts every routed event shares -------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class Target:
+    """The installation that received the event and the repository it is about."""
+
+    installation_id: int
+    repository: str
+
+    @classmethod
+    def parse(cls, payload: Mapping[str, Any]) -> Target:
+        installation = _obj(payload, "installation")
+        repository = _str(_obj(payload, "repository"), "full_name", "repository.")
+        if not _FULL_NAME.fullmatch(repository):
+            raise MalformedPayload("repository.full_name: expected owner/name")
+        return cls(_int(installation, "id", "installation."), repository)
+
+    def key(self, kind: str, *parts: object) -> str:
+        """Return a dedupe key; GitHub compares owner and repository names case-blind."""
+        return ":".join([kind, self.repository.lower(), *map(str, parts)])
+
+    def job(
+        self, kind: JobKind, head_sha: str | None, dedupe: tuple[object, ...], **details: JSONValue
+    ) -> JobSpec:
+        return JobSpec(
+            kind=kind,
+            installation_id=self.installation_id,
+            repository=self.repository,
+            head_sha=head_sha,
+            details=details,
+            dedupe_key=self.key(kind.value, *dedupe),
+        )
+
+
+# -- one model per event -----------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class PullRequestEvent:
+    action: str
+    target: Target
+    number: int
+    head_sha: str
+    head_ref: str
+    head_repository: str | None  # None when the fork was deleted
+
+    @classmethod
+    def parse(cls, payload: Mapping[str, Any], action: str) -> PullRequestEvent:
+        pull = _obj(payload, "pull_request")
+        head = _obj(pull, "head", "pull_request.")
+        head_repo = head.get("repo")
+        return cls(
+            action=action,
+            target=Target.parse(payload),
+            number=_int(pull, "number", "pull_request."),
+            head_sha=_sha(head, "sha", "pull_request.head."),
+            head_ref=_str(head, "ref", "pull_request.head."),
+            head_repository=(
+                _str(head_repo, "full_name", "pull_request.head.repo.")
+                if isinstance(head_repo, dict)
+                else None
+            ),
+        )
+
+    def jobs(self) -> tuple[JobSpec, ...]:
+        return (
+            self.target.job(
+                JobKind.CHECK,
+                self.head_sha,
+                (self.head_sha,),
+                event="pull_request",
+                action=self.action,
+                pull_number=self.number,
+                head_ref=self.head_ref,
+                head_repository=self.head_repository,
+            ),
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class CheckSuiteEvent:
+    action: str
+    target: Target
+    check_suite_id: int
+    head_sha: str
+    head_branch: str | None
+    pull_numbers: list[JSONValue] = field(default_factory=list)
+
+    @classmethod
+    def parse(cls, payload: Mapping[str, Any], action: str) -> CheckSuiteEvent:
+        suite = _obj(payload, "check_suite")
+        return cls(
+            action=action,
+            target=Target.parse(payload),
+            check_suite_id=_int(suite, "id", "check_suite."),
+            head_sha=_sha(suite, "head_sha", "check_suite."),
+            head_branch=_opt_str(suite, "head_branch", "check_suite."),
+            pull_numbers=_pull_numbers(suite, "check_suite."),
+        )
+
+    def jobs(self) -> tuple[JobSpec, ...]:
+        return (
+            self.target.job(
+                JobKind.CHECK,
+                self.head_sha,
+                (self.head_sha,),
+                event="check_suite",
+                action=self.action,
+                check_suite_id=self.check_suite_id,
+                head_branch=self.head_branch,
+                pull_numbers=self.pull_numbers,
+            ),
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class CheckRunEvent:
+    action: str
+    target: Target
+    check_run_id: int
+    name: str
+    head_sha: str
+    requested_action: str | None
+    pull_numbers: list[JSONValue] = field(default_factory=list)
+
+    @classmethod
+    def parse(cls, payload: Mapping[str, Any], action: str) -> CheckRunEvent:
+        run = _obj(payload, "check_run")
+        requested = payload.get("requested_action")
+        return cls(
+            action=action,
+            target=Target.parse(payload),
+            check_run_id=_int(run, "id", "check_run."),
+            name=_str(run, "name", "check_run."),
+            head_sha=_sha(run, "head_sha", "check_run."),
+            requested_action=(
+                _str(requested, "identifier", "requested_action.")
+                if isinstance(requested, dict)
+                else None
+            ),
+            pull_numbers=_pull_numbers(run, "check_run."),
+        )
+
+    def jobs(self) -> tuple[JobSpec, ...]:
+        return (
+            self.target.job(
+                JobKind.CHECK,
+                self.head_sha,
+                (self.head_sha,),
+                event="check_run",
+                action=self.action,
+                check_run_id=self.check_run_id,
+                check_run_name=self.name,
+                pull_numbers=self.pull_numbers,
+            ),
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class WorkflowRunEvent:
+    action: str
+    target: Target
+    run_id: int
+    run_attempt: int
+    workflow_name: str | None
+    head_sha: str
+    head_branch: str | None
+    trigger: str
+    conclusion: str | None
+    pull_numbers: list[JSONValue] = field(default_factory=list)
+
+    @classmethod
+    def parse(cls, payload: Mapping[str, Any], action: str) -> WorkflowRunEvent:
+        run = _obj(payload, "workflow_run")
+        attempt = run.get("run_attempt", 1)
+        if not isinstance(attempt, int) or isinstance(attempt, bool):
+            raise MalformedPayload("workflow_run.run_attempt: expected an integer")
+        return cls(
+            action=action,
+            target=Target.parse(payload),
+            run_id=_int(run, "id", "workflow_run."),
+            run_attempt=attempt,
+            workflow_name=_opt_str(run, "name", "workflow_run."),
+            head_sha=_sha(run, "head_sha", "workflow_run."),
+            head_branch=_opt_str(run, "head_branch", "workflow_run."),
+            trigger=_str(run, "event", "workflow_run."),
+            conclusion=_opt_str(run, "conclusion", "workflow_run."),
+            pull_numbers=_pull_numbers(run, "workflow_run."),
+        )
+
+    def jobs(self) -> tuple[JobSpec, ...]:
+        return (
+            self.target.job(
+                JobKind.WORKFLOW_RUN,
+                self.head_sha,
+                (self.run_id, self.run_attempt),
+                workflow_run_id=self.run_id,
+                run_attempt=self.run_attempt,
+                workflow_name=self.workflow_name,
+                head_branch=self.head_branch,
+                trigger=self.trigger,
+                conclusion=self.conclusion,
+                pull_numbers=self.pull_numbers,
+            ),
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class ReleaseEvent:
+    action: str
+    target: Target
+    release_id: int
+    tag_name: str
+    target_commitish: str | None
+    draft: bool
+    prerelease: bool
+
+    @classmethod
+    def parse(cls, payload: Mapping[str, Any], action: str) -> ReleaseEvent:
+        release = _obj(payload, "release")
+        return cls(
+            action=action,
+            target=Target.parse(payload),
+            release_id=_int(release, "id", "release."),
+            tag_name=_str(release, "tag_name", "release."),
+            target_commitish=_opt_str(release, "target_commitish", "release."),
+            draft=_bool(release, "draft", "release."),
+            prerelease=_bool(release, "prerelease", "release."),
+        )
+
+    def jobs(self) -> tuple[JobSpec, ...]:
+        # A release names a tag, not a commit: the handler resolves the tag when it runs.
+        return (
+            self.target.job(
+                JobKind.RELEASE,
+                None,
+                (self.release_id,),
+                action=self.action,
+                release_id=self.release_id,
+                tag_name=self.tag_name,
+                target_commitish=self.target_commitish,
+                draft=self.draft,
+                prerelease=self.prerelease,
+            ),
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class DeploymentProtectionRuleEvent:
+    action: str
+    target: Target
+    environment: str
+    callback_url: str
+    trigger: str | None
+    deployment_id: int | None
+    head_sha: str | None
+
+    @classmethod
+    def parse(cls, payload: Mapping[str, Any], action: str) -> DeploymentProtectionRuleEvent:
+        callback = _str(payload, "deployment_callback_url")
+        if not callback.startswith(("https://", "http://")):
+            raise MalformedPayload("deployment_callback_url: expected a URL")
+        deployment = payload.get("deployment")
+        if deployment is not None and not isinstance(deployment, dict):
+            raise MalformedPayload("deployment: expected an object or null")
+        return cls(
+            action=action,
+            target=Target.parse(payload),
+            environment=_str(payload, "environment"),
+            callback_url=callback,
+            trigger=_opt_str(payload, "event"),
+            deployment_id=_int(deployment, "id", "deployment.") if deployment else None,
+            head_sha=_sha(deployment, "sha", "deployment.") if deployment else None,
+        )
+
+    def jobs(self) -> tuple[JobSpec, ...]:
+        return (
+            self.target.job(
+                JobKind.DEPLOYMENT_GATE,
+                self.head_sha,
+                (self.callback_url,),
+                environment=self.environment,
+                callback_url=self.callback_url,
+                trigger=self.trigger,
+                deployment_id=self.deployment_id,
+            ),
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class IssueCommentEvent:
+    action: str
+    target: Target
+    issue_number: int
+    is_pull_request: bool
+    comment_id: int
+    body: str
+    author: str
+    author_type: str
+    author_association: str | None
+
+    @classmethod
+    def parse(cls, payload: Mapping[str, Any], action: str) -> IssueCommentEvent:
+        issue = _obj(payload, "issue")
+        comment = _obj(payload, "comment")
+        user = _obj(comment, "user", "comment.")
+        return cls(
+            action=action,
+            target=Target.parse(payload),
+            issue_number=_int(issue, "number", "issue."),
+            is_pull_request=isinstance(issue.get("pull_request"), dict),
+            comment_id=_int(comment, "id", "comment."),
+            body=_str(comment, "body", "comment."),
+            author=_str(user, "login", "comment.user."),
+            author_type=_str(user, "type", "comment.user."),
+            author_association=_opt_str(comment, "author_association", "comment."),
+        )
+
+    @property
+    def command(self) -> str | None:
+        """Return the comment's `/release-guard …` line, if its first line is one."""
+        first = self.body.lstrip().split("\n", 1)[0].strip()
+        if first == COMMAND_PREFIX or first.startswith(COMMAND_PREFIX + " "):
+            return first[:200]
+        return None
+
+    def jobs(self) -> tuple[JobSpec, ...]:
+        return (
+            self.target.job(
+                JobKind.COMMENT_COMMAND,
+                None,
+                (self.comment_id,),
+                issue_number=self.issue_number,
+                is_pull_request=self.is_pull_request,
+                comment_id=self.comment_id,
+                command=self.command,
+                body=self.body[:MAX_COMMENT_CHARS],
+                author=self.author,
+                author_association=self.author_association,
+            ),
+        )
+
+
+# -- routing -----------------------------------------------------------------------------------
+
+
+class _Model(Protocol):
+    """A parsed event that knows its jobs (the shape every model above has)."""
+
+    def jobs(self) -> tuple[JobSpec, ...]: ...
+
+
+_Parser = Callable[[Mapping[str, Any], str], _Model]
+
+# (event, actions that make a job, model). Every other (event, action) is ignored.
+ROUTES: Final[dict[str, tuple[frozenset[str], _Parser]]] = {
+    "pull_request": (frozenset({"opened", "synchronize", "reopened"}), PullRequestEvent.parse),
+    "check_suite": (frozenset({"requested", "rerequested"}), CheckSuiteEvent.parse),
+    "check_run": (frozenset({"rerequested"}), CheckRunEvent.parse),
+    "workflow_run": (frozenset({"completed"}), WorkflowRunEvent.parse),
+    "release": (frozenset({"published", "prereleased", "created"}), ReleaseEvent.parse),
+    "deployment_protection_rule": (
+        frozenset({"requested"}),
+        DeploymentProtectionRuleEvent.parse,
+    ),
+    "issue_comment": (frozenset({"created"}), IssueCommentEvent.parse),
+}
+
+# Events the App subscribes to (app.yml) but deliberately does nothing with.
+ACKNOWLEDGED: Final = frozenset(
+    {"ping", "installation", "installation_repositories", "installation_target"}
+)
+
+
+def route(event: str, payload: Mapping[str, Any]) -> Routed:
+    """Decide what a delivery of `event` asks for; raise MalformedPayload if it cannot tell."""
+    raw_action = payload.get("action")
+    if raw_action is not None and not isinstance(raw_action, str):
+        raise MalformedPayload("action: expected a string")
+    action: str | None = raw_action
+    if event not in ROUTES:
+        why = "acknowledged" if event in ACKNOWLEDGED else "not an event release-guard acts on"
+        return Routed(event, action, ignored=why)
+    actions, parse = ROUTES[event]
+    if action is None:
+        raise MalformedPayload("action: missing")
+    if action not in actions:
+        return Routed(event, action, ignored=f"{event}.{action} is not acted on")
+    if "installation" not in payload:
+        # Only a GitHub App installation can be answered (its token writes the check run);
+        # the same event sent by a repository or organisation webhook is not for us.
+        return Routed(event, action, ignored="no installation: not sent to a GitHub App")
+    model = parse(payload, action)
+    if isinstance(model, IssueCommentEvent) and (
+        model.command is None or model.author_type == "Bot"
+    ):
+        return Routed(event, action, ignored="not a /release-guard command from a person")
+    return Routed(event, action, jobs=model.jobs())

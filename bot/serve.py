@@ -1,0 +1,295 @@
+"""Run the App: `release-guard serve` (webhooks, with an embedded worker) and `worker` (jobs only).
+
+Both run until SIGTERM or SIGINT, then stop taking work, let running jobs finish (bounded by
+the drain timeout) and exit 0. `serve` keeps answering webhooks while its jobs drain: GitHub
+does not retry a delivery that finds no server, and what is recorded then simply waits in the
+queue for the next worker. Which code runs a job is decided by `build_handler`; `serve()`
+and `work()` take the factory as a parameter so tests can run the real process with a handler
+of their own.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import logging
+import signal
+import sys
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import aiohttp
+from aiohttp import web
+
+from bot import __version__
+from bot.jobs import HandlerByKind, JobHandler
+from bot.logging_setup import configure_logging
+from bot.settings import Settings, SettingsError, is_loopback
+from bot.store import Store, StoreError, store_for
+from bot.web import make_app
+from bot.worker import Worker, WorkerOptions
+
+log = logging.getLogger(__name__)
+
+HandlerFactory = Callable[[Settings, aiohttp.ClientSession], JobHandler]
+EXIT_OK = 0
+EXIT_USAGE = 2
+
+
+def build_handler(settings: Settings, session: aiohttp.ClientSession) -> JobHandler:
+    """Return the handler that runs the App's jobs, one handler per job kind.
+
+    `session` is the process's HTTP client session (closed on shutdown). A kind that has no
+    handler here fails explicitly, with "cannot run … jobs yet" in its audit trail.
+    """
+    return HandlerByKind({})
+
+
+@contextlib.contextmanager
+def _stop_on_signals(stop: asyncio.Event) -> Iterator[None]:
+    loop = asyncio.get_running_loop()
+    signals = (signal.SIGTERM, signal.SIGINT)
+    for sig in signals:
+        loop.add_signal_handler(sig, _stop_requested, stop, sig)
+    try:
+        yield
+    finally:
+        for sig in signals:
+            loop.remove_signal_handler(sig)
+
+
+def _stop_requested(stop: asyncio.Event, sig: signal.Signals) -> None:
+    if not stop.is_set():
+        log.info("%s received: stopping", sig.name)
+    stop.set()
+
+
+def _demo_host(host: str) -> str:
+    """Keep an unsigned local demo off the network: wildcard becomes loopback, others refused."""
+    if host in ("0.0.0.0", "::", ""):
+        return "127.0.0.1"
+    if not is_loopback(host):
+        raise SettingsError(
+            f"a local demo without WEBHOOK_SECRET listens on loopback only, not on {host}"
+        )
+    return host
+
+
+def _session() -> aiohttp.ClientSession:
+    return aiohttp.ClientSession(
+        headers={"User-Agent": f"release-guard/{__version__}"},
+        timeout=aiohttp.ClientTimeout(total=None, sock_connect=10, sock_read=60),
+    )
+
+
+async def _run_worker_until(stop: asyncio.Event, worker: Worker | None) -> None:
+    """Wait for `stop`; a worker that ends by itself before that is a fatal error."""
+    stopped = asyncio.create_task(stop.wait())
+    waits: set[asyncio.Task[Any]] = {stopped}
+    worker_task = asyncio.create_task(worker.run()) if worker is not None else None
+    if worker_task is not None:
+        waits.add(worker_task)
+    try:
+        await asyncio.wait(waits, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        stopped.cancel()
+    if worker is not None and worker_task is not None:
+        if worker_task.done():
+            worker_task.result()  # raises what killed it
+            raise RuntimeError("the worker stopped by itself")
+        worker.stop()
+        await worker_task
+
+
+async def serve(
+    settings: Settings,
+    *,
+    handler_factory: HandlerFactory = build_handler,
+    host: str | None = None,
+    port: int | None = None,
+    with_worker: bool = True,
+    local_demo: bool = False,
+    options: WorkerOptions | None = None,
+    stop: asyncio.Event | None = None,
+) -> None:
+    """Serve webhooks (and run jobs unless `with_worker` is False) until `stop` or a signal."""
+    settings.require_app()
+    secret = settings.require_webhook_secret(local_demo=local_demo)
+    host = settings.host if host is None else host
+    port = settings.port if port is None else port
+    if secret is None:
+        host = _demo_host(host)
+        log.warning("local demo: accepting UNSIGNED deliveries on %s", host)
+    options = options or WorkerOptions()
+    stop = stop or asyncio.Event()
+    store = store_for(settings)
+    await store.open()
+    try:
+        async with _session() as session:
+            worker = (
+                Worker(store, handler_factory(settings, session), options) if with_worker else None
+            )
+            app = make_app(
+                settings,
+                store,
+                on_recorded=worker.notify if worker is not None else None,
+                allow_unsigned=secret is None,
+            )
+            runner = web.AppRunner(app, handle_signals=False, shutdown_timeout=10.0)
+            await runner.setup()
+            try:
+                try:
+                    await web.TCPSite(runner, host, port).start()
+                except OSError as exc:
+                    raise SettingsError(f"cannot listen on {host}:{port}: {exc.strerror}") from exc
+                _log_listening(runner, settings)
+                with _stop_on_signals(stop):
+                    await _run_worker_until(stop, worker)
+            finally:
+                await runner.cleanup()
+    finally:
+        await store.close()
+    log.info("stopped")
+
+
+def _log_listening(runner: web.AppRunner, settings: Settings) -> None:
+    for address in runner.addresses:
+        host, port = address[0], address[1]
+        shown = f"[{host}]" if ":" in host else host
+        log.info(
+            "listening on http://%s:%d%s",
+            shown,
+            port,
+            settings.webhook_path,
+            extra={"host": host, "port": port},
+        )
+
+
+async def work(
+    settings: Settings,
+    *,
+    handler_factory: HandlerFactory = build_handler,
+    options: WorkerOptions | None = None,
+    stop: asyncio.Event | None = None,
+) -> None:
+    """Run jobs only (no web server) until `stop` or a signal."""
+    settings.require_app()
+    stop = stop or asyncio.Event()
+    store: Store = store_for(settings)
+    await store.open()
+    try:
+        async with _session() as session:
+            worker = Worker(store, handler_factory(settings, session), options)
+            with _stop_on_signals(stop):
+                await _run_worker_until(stop, worker)
+    finally:
+        await store.close()
+    log.info("stopped")
+
+
+# -- the command line -----------------------------------------------------------------------
+
+
+def _concurrency(value: str) -> int:
+    if not value.isdigit() or not 1 <= int(value) <= 64:
+        raise argparse.ArgumentTypeError("expected a number of jobs from 1 to 64")
+    return int(value)
+
+
+def _port(value: str) -> int:
+    if not value.isdigit() or not 0 <= int(value) <= 65535:
+        raise argparse.ArgumentTypeError("expected a port number from 0 to 65535")
+    return int(value)
+
+
+def add_serve_commands(commands: Any) -> None:
+    """Add `serve` and `worker` to the CLI's subparsers."""
+    serve_cmd = commands.add_parser(
+        "serve",
+        help="run the GitHub App: receive webhooks and run jobs",
+        description=(
+            "Receive GitHub webhooks on WEBHOOK_PATH and run the jobs they ask for, until "
+            "SIGTERM or SIGINT; then drain running jobs and exit 0. Settings come from the "
+            "environment and .env (APP_ID, PRIVATE_KEY_PATH, WEBHOOK_SECRET, ...)."
+        ),
+    )
+    serve_cmd.add_argument("--host", help="listen address (default: HOST, or 0.0.0.0)")
+    serve_cmd.add_argument("--port", type=_port, help="listen port (default: PORT, or 3000)")
+    serve_cmd.add_argument(
+        "--no-worker",
+        action="store_true",
+        help="only receive webhooks; jobs are run by `release-guard worker` processes",
+    )
+    serve_cmd.add_argument(
+        "--local-demo",
+        action="store_true",
+        help="allow running without WEBHOOK_SECRET: accepts unsigned deliveries, loopback only",
+    )
+    _add_worker_options(serve_cmd)
+    serve_cmd.set_defaults(handler=run_serve_command, job_handler_factory=build_handler)
+
+    worker_cmd = commands.add_parser(
+        "worker",
+        help="run jobs only, beside `serve --no-worker` (scale-out)",
+        description=(
+            "Run queued jobs from the shared database until SIGTERM or SIGINT, then drain and "
+            "exit 0. With the embedded SQLite database, workers must run on the same machine."
+        ),
+    )
+    _add_worker_options(worker_cmd)
+    worker_cmd.set_defaults(handler=run_worker_command, job_handler_factory=build_handler)
+
+
+def _add_worker_options(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--concurrency",
+        type=_concurrency,
+        default=WorkerOptions().concurrency,
+        metavar="N",
+        help="jobs run at once (default: %(default)s)",
+    )
+
+
+def _settings_and_logging() -> Settings:
+    settings = Settings.from_environment()
+    configure_logging(
+        level=settings.log_level, fmt=settings.log_format, secrets=settings.secret_values()
+    )
+    return settings
+
+
+def run_serve_command(args: argparse.Namespace) -> int:
+    try:
+        settings = _settings_and_logging()
+        asyncio.run(
+            serve(
+                settings,
+                handler_factory=args.job_handler_factory,
+                host=args.host,
+                port=args.port,
+                with_worker=not args.no_worker,
+                local_demo=args.local_demo,
+                options=WorkerOptions(concurrency=args.concurrency),
+            )
+        )
+    except (SettingsError, StoreError) as exc:
+        print(f"release-guard: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    return EXIT_OK
+
+
+def run_worker_command(args: argparse.Namespace) -> int:
+    try:
+        settings = _settings_and_logging()
+        asyncio.run(
+            work(
+                settings,
+                handler_factory=args.job_handler_factory,
+                options=WorkerOptions(concurrency=args.concurrency),
+            )
+        )
+    except (SettingsError, StoreError) as exc:
+        print(f"release-guard: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    return EXIT_OK

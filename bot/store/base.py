@@ -1,0 +1,189 @@
+"""The durable store's interface: deliveries, the job queue with leases, and the audit trail.
+
+Kept small on purpose: SQLite implements it now, PostgreSQL (procrastinate) later, and the web
+handler, the worker and the CLI see only this.
+
+Leases are how a crash is survived: `claim` gives a job to one worker until its lease expires;
+the worker renews it while the job runs. A process killed mid-job stops renewing, so its job
+becomes claimable again when the lease runs out (or at once, when a restarted process on the
+same machine `reclaim`s the dead process's leases). Every state change made by a worker is
+conditional on it still holding the lease, so a job completes once even if two workers ran it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Collection, Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from enum import StrEnum
+from typing import Any, Protocol
+
+from bot.errors import ReleaseGuardError
+from bot.events import JobKind, JobSpec, JSONValue
+
+
+def iso_time(at: float | None) -> str | None:
+    """Format a store timestamp (seconds since the epoch) as ISO 8601 UTC, to the millisecond."""
+    if at is None:
+        return None
+    return datetime.fromtimestamp(at, UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+class StoreError(ReleaseGuardError):
+    """The store cannot be opened or used (missing, unreachable, corrupt, unsupported)."""
+
+
+class StoreMissing(StoreError):
+    """The database does not exist yet and was not to be created (read-only commands)."""
+
+
+class LeaseLost(StoreError):
+    """The job is no longer leased to this worker (its lease expired and another took it)."""
+
+
+class JobState(StrEnum):
+    QUEUED = "queued"
+    RUNNING = "running"
+    DONE = "done"
+    FAILED = "failed"
+
+
+@dataclass(frozen=True, slots=True)
+class Delivery:
+    """One webhook delivery, as far as the store keeps it (not its payload: only a digest)."""
+
+    delivery_id: str
+    event: str
+    action: str | None
+    payload_sha256: str
+
+
+@dataclass(frozen=True, slots=True)
+class Job:
+    """A queued unit of work, as the store last saw it.
+
+    `attempts` counts claims, the current one included; `lease_owner` is the worker that holds
+    it while it runs.
+    """
+
+    id: int
+    delivery_id: str
+    kind: JobKind
+    installation_id: int
+    repository: str
+    head_sha: str | None
+    details: dict[str, JSONValue]
+    dedupe_key: str
+    state: JobState
+    attempts: int
+    not_before: float
+    lease_owner: str | None
+    lease_expires: float | None
+    check_run_id: int | None
+    created_at: float
+    updated_at: float
+    result_summary: str | None
+
+    def to_json(self) -> dict[str, Any]:
+        """Return the job as JSON-able data (the `jobs --json` shape)."""
+        return {
+            "id": self.id,
+            "delivery_id": self.delivery_id,
+            "kind": self.kind.value,
+            "installation_id": self.installation_id,
+            "repository": self.repository,
+            "head_sha": self.head_sha,
+            "details": self.details,
+            "state": self.state.value,
+            "attempts": self.attempts,
+            "not_before": iso_time(self.not_before),
+            "lease_owner": self.lease_owner,
+            "lease_expires": iso_time(self.lease_expires),
+            "check_run_id": self.check_run_id,
+            "created_at": iso_time(self.created_at),
+            "updated_at": iso_time(self.updated_at),
+            "result_summary": self.result_summary,
+        }
+
+
+@dataclass(frozen=True, slots=True)
+class AuditEvent:
+    """One append-only line of a job's trail: which stage it reached, when, and why."""
+
+    id: int
+    job_id: int | None
+    delivery_id: str | None
+    at: float
+    stage: str
+    message: str
+    data: dict[str, Any] = field(default_factory=dict)
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "id": self.id,
+            "job_id": self.job_id,
+            "delivery_id": self.delivery_id,
+            "at": iso_time(self.at),
+            "stage": self.stage,
+            "message": self.message,
+            "data": self.data,
+        }
+
+
+class Store(Protocol):
+    """What the App needs from its database. Every method is a coroutine; none blocks the loop."""
+
+    async def open(self) -> None:
+        """Connect, and create or migrate the schema."""
+
+    async def close(self) -> None:
+        """Release the connection; the store cannot be used afterwards."""
+
+    async def ping(self) -> bool:
+        """Tell whether the database answers (for `/readyz`); never raises."""
+
+    async def record_delivery(self, delivery: Delivery, jobs: Sequence[JobSpec]) -> bool:
+        """Record a delivery and queue its jobs in one transaction.
+
+        Return False, and change nothing, when the delivery id is already recorded. A job whose
+        dedupe key matches a job still queued or running is folded into that job (noted in its
+        audit trail) instead of being queued twice. Returns only once the data is durable.
+        """
+
+    async def claim(self, worker_id: str, lease: float) -> Job | None:
+        """Lease the next due job (queued, or running with an expired lease) to `worker_id`."""
+
+    async def renew(self, job: Job, lease: float) -> bool:
+        """Extend the job's lease from now; False when the worker no longer holds it."""
+
+    async def complete(self, job: Job, state: JobState, summary: str) -> None:
+        """Finish the job as DONE or FAILED with a summary; raise LeaseLost if not held."""
+
+    async def retry_later(self, job: Job, delay: float, reason: str) -> None:
+        """Put the job back in the queue, due in `delay` seconds; raise LeaseLost if not held."""
+
+    async def set_check_run(self, job: Job, check_run_id: int) -> None:
+        """Remember the check run the job reports on, so a retry updates the same one."""
+
+    async def audit(
+        self,
+        job_id: int | None,
+        stage: str,
+        message: str,
+        data: Mapping[str, Any] | None = None,
+        *,
+        delivery_id: str | None = None,
+    ) -> None:
+        """Append one event to the audit trail."""
+
+    async def reclaim(self, lease_owners: Collection[str], reason: str) -> int:
+        """Queue again, at once, the running jobs of workers known to be dead; return how many."""
+
+    async def get_job(self, job_id: int) -> Job | None:
+        """Return one job, or None."""
+
+    async def list_jobs(self, limit: int = 50, *, state: JobState | None = None) -> list[Job]:
+        """Return the most recent jobs first."""
+
+    async def audit_trail(self, job_id: int) -> list[AuditEvent]:
+        """Return a job's audit events, oldest first."""

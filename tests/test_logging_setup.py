@@ -1,0 +1,132 @@
+"""Structured logging: JSON lines, text, delivery/job ids from context, secrets masked."""
+
+from __future__ import annotations
+
+import asyncio
+import io
+import json
+import logging
+from collections.abc import Iterator
+
+import pytest
+
+from bot.logging_setup import (
+    MASK,
+    configure_logging,
+    forget_secrets,
+    log_context,
+    mask_secrets,
+    register_secret,
+)
+
+log = logging.getLogger("tests.logging")
+
+
+@pytest.fixture(autouse=True)
+def _clean() -> Iterator[None]:
+    root = logging.getLogger()
+    level, handlers = root.level, list(root.handlers)
+    yield
+    for handler in list(root.handlers):
+        if handler not in handlers:
+            root.removeHandler(handler)
+    root.setLevel(level)
+    forget_secrets()
+
+
+def _json_lines(stream: io.StringIO) -> list[dict[str, object]]:
+    return [json.loads(line) for line in stream.getvalue().splitlines()]
+
+
+def test_json_lines_carry_ids_from_context() -> None:
+    stream = io.StringIO()
+    configure_logging(level="info", fmt="json", stream=stream)
+    with log_context(delivery_id="d-1", job_id=5):
+        log.info("hello %s", "world", extra={"event": "pull_request"})
+    log.info("outside")
+    inside, outside = _json_lines(stream)
+    assert inside["message"] == "hello world"
+    assert inside["delivery_id"] == "d-1" and inside["job_id"] == 5
+    assert inside["event"] == "pull_request" and inside["level"] == "info"
+    assert str(inside["time"]).endswith("Z")
+    assert "delivery_id" not in outside and "job_id" not in outside
+
+
+def test_ids_follow_asyncio_tasks() -> None:
+    stream = io.StringIO()
+    configure_logging(fmt="json", stream=stream)
+
+    async def job(n: int) -> None:
+        with log_context(job_id=n):
+            await asyncio.sleep(0)
+            log.info("working")
+
+    async def main() -> None:
+        with log_context(delivery_id="outer"):
+            await asyncio.gather(job(1), job(2))
+
+    asyncio.run(main())
+    records = _json_lines(stream)
+    assert sorted(r["job_id"] for r in records) == [1, 2]  # type: ignore[type-var]
+    assert {r["delivery_id"] for r in records} == {"outer"}
+
+
+def test_text_format_for_a_terminal() -> None:
+    stream = io.StringIO()
+    configure_logging(fmt="text", stream=stream)
+    with log_context(delivery_id="d-2", job_id=9):
+        log.warning("careful", extra={"outcome": "queued"})
+    line = stream.getvalue().strip()
+    assert "WARNING" in line and "tests.logging" in line
+    assert "[delivery=d-2 job=9]" in line and "careful" in line and "outcome=queued" in line
+
+
+def test_format_defaults_to_json_when_not_a_terminal() -> None:
+    stream = io.StringIO()  # isatty() is False
+    configure_logging(stream=stream)
+    log.info("x")
+    assert json.loads(stream.getvalue())["message"] == "x"
+
+
+def test_secrets_are_masked_everywhere() -> None:
+    stream = io.StringIO()
+    configure_logging(fmt="json", stream=stream, secrets=["hunter2-webhook-secret"])
+    register_secret("ghs_installationtoken123")
+    log.info("secret is %s", "hunter2-webhook-secret", extra={"token": "ghs_installationtoken123"})
+    try:
+        raise RuntimeError("token ghs_installationtoken123 refused")
+    except RuntimeError:
+        log.exception("failed")
+    text = stream.getvalue()
+    assert "hunter2-webhook-secret" not in text
+    assert "ghs_installationtoken123" not in text
+    first, second = _json_lines(stream)
+    assert first["message"] == f"secret is {MASK}" and first["token"] == MASK
+    assert MASK in str(second["exc"])
+
+
+def test_pem_keys_are_masked_whole_and_line_by_line() -> None:
+    pem = (
+        "-----BEGIN PRIVATE KEY-----\n"
+        "MIIEvQIBADANBgkqhkiG9w0BAQEFAASC\n"
+        "BKcwggSjAgEAAoIBAQDdlatRjRjogo3W\n"
+        "-----END PRIVATE KEY-----\n"
+    )
+    register_secret(pem)
+    assert mask_secrets(f"key: {pem}") == f"key: {MASK}"
+    assert "MIIEvQ" not in mask_secrets("line MIIEvQIBADANBgkqhkiG9w0BAQEFAASC leaked")
+    assert mask_secrets("-----BEGIN PRIVATE KEY-----") == "-----BEGIN PRIVATE KEY-----"
+    assert MASK in mask_secrets(pem.replace("\n", "\\n"))
+
+
+def test_short_values_are_not_masked() -> None:
+    register_secret("abc")
+    assert mask_secrets("abc abc") == "abc abc"
+
+
+def test_configure_is_idempotent() -> None:
+    first, second = io.StringIO(), io.StringIO()
+    configure_logging(fmt="json", stream=first)
+    configure_logging(fmt="json", stream=second)
+    log.info("once")
+    assert first.getvalue() == "" and second.getvalue().count("once") == 1

@@ -1,0 +1,270 @@
+"""`serve` and `worker`: settings checks, the handler seam, --no-worker, a clean stop."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import socket
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+import pytest
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import rsa
+
+from bot.cli import main
+from bot.jobs import JobHandler
+from bot.secrets import PrivateKey, Secret
+from bot.serve import build_handler, serve, work
+from bot.settings import Settings, SettingsError
+from bot.store import JobState, SqliteStore
+from bot.worker import WorkerOptions
+from tests.apphelpers import (
+    RecordingHandler,
+    delivery,
+    new_secret,
+    pull_request_payload,
+    spec,
+    wait_until,
+    webhook_headers,
+)
+
+FAST = WorkerOptions(poll_interval=0.05)
+
+
+@pytest.fixture(scope="module")
+def key() -> PrivateKey:
+    pem = rsa.generate_private_key(public_exponent=65537, key_size=2048).private_bytes(
+        serialization.Encoding.PEM,
+        serialization.PrivateFormat.PKCS8,
+        serialization.NoEncryption(),
+    )
+    return PrivateKey(pem)
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port: int = probe.getsockname()[1]
+        return port
+
+
+def app_settings(tmp_path: Path, key: PrivateKey, **changes: Any) -> Settings:
+    values: dict[str, Any] = {
+        "app_id": 1,
+        "private_key": key,
+        "webhook_secret": Secret(new_secret()),
+        "host": "127.0.0.1",
+        "port": free_port(),
+    }
+    values.update(changes)
+    return Settings.for_data_dir(tmp_path, **values)
+
+
+async def send(settings: Settings, payload: dict[str, Any], host: str = "127.0.0.1") -> int:
+    body = json.dumps(payload).encode()
+    secret = settings.webhook_secret.reveal() if settings.webhook_secret else None
+    url = f"http://{host}:{settings.port}{settings.webhook_path}"
+    async with aiohttp.ClientSession() as session:
+        for _ in range(200):  # until the server listens
+            try:
+                async with session.post(
+                    url, data=body, headers=webhook_headers(secret, body, "pull_request")
+                ) as response:
+                    return response.status
+            except aiohttp.ClientConnectionError:
+                await asyncio.sleep(0.02)
+    raise AssertionError("the server never listened")
+
+
+async def job_states(settings: Settings) -> list[JobState]:
+    store = SqliteStore(settings.data_dir / "release-guard.sqlite3")
+    await store.open()
+    try:
+        return [job.state for job in await store.list_jobs()]
+    finally:
+        await store.close()
+
+
+@pytest.mark.asyncio
+async def test_serve_receives_runs_and_stops(tmp_path: Path, key: PrivateKey) -> None:
+    settings = app_settings(tmp_path, key)
+    handler = RecordingHandler()
+    stop = asyncio.Event()
+    running = asyncio.create_task(
+        serve(settings, handler_factory=lambda s, session: handler, options=FAST, stop=stop)
+    )
+    assert await send(settings, pull_request_payload()) == 202
+    await wait_until(lambda: len(handler.runs) == 1)
+    await wait_until(lambda: _done(settings))
+    stop.set()
+    await asyncio.wait_for(running, 10)
+
+
+async def _done(settings: Settings) -> bool:
+    return await job_states(settings) == [JobState.DONE]
+
+
+@pytest.mark.asyncio
+async def test_no_worker_only_records(tmp_path: Path, key: PrivateKey) -> None:
+    settings = app_settings(tmp_path, key)
+    handler = RecordingHandler()
+    stop = asyncio.Event()
+    running = asyncio.create_task(
+        serve(settings, handler_factory=lambda s, session: handler, with_worker=False, stop=stop)
+    )
+    assert await send(settings, pull_request_payload()) == 202
+    stop.set()
+    await asyncio.wait_for(running, 10)
+    assert handler.runs == []
+    assert await job_states(settings) == [JobState.QUEUED]
+
+
+@pytest.mark.asyncio
+async def test_worker_runs_what_serve_recorded(tmp_path: Path, key: PrivateKey) -> None:
+    settings = app_settings(tmp_path, key)
+    store = SqliteStore(settings.data_dir / "release-guard.sqlite3")
+    await store.open()
+    await store.record_delivery(delivery(), [spec()])
+    await store.close()
+    handler = RecordingHandler()
+    stop = asyncio.Event()
+    running = asyncio.create_task(
+        work(settings, handler_factory=lambda s, session: handler, options=FAST, stop=stop)
+    )
+    await wait_until(lambda: _done(settings))
+    stop.set()
+    await asyncio.wait_for(running, 10)
+
+
+@pytest.mark.asyncio
+async def test_the_default_handler_fails_jobs_explicitly(tmp_path: Path, key: PrivateKey) -> None:
+    settings = app_settings(tmp_path, key)
+    stop = asyncio.Event()
+    running = asyncio.create_task(serve(settings, options=FAST, stop=stop))
+    assert await send(settings, pull_request_payload()) == 202
+    store = SqliteStore(settings.data_dir / "release-guard.sqlite3")
+    await store.open()
+    try:
+        await wait_until(lambda: _failed(store))
+        (job,) = await store.list_jobs()
+        assert job.result_summary == "NoHandler: this release-guard cannot run check jobs yet"
+    finally:
+        await store.close()
+        stop.set()
+        await asyncio.wait_for(running, 10)
+
+
+async def _failed(store: SqliteStore) -> bool:
+    jobs = await store.list_jobs()
+    return bool(jobs) and jobs[0].state is JobState.FAILED
+
+
+@pytest.mark.asyncio
+async def test_a_local_demo_listens_on_loopback_only(
+    tmp_path: Path, key: PrivateKey, caplog: pytest.LogCaptureFixture
+) -> None:
+    settings = app_settings(tmp_path, key, webhook_secret=None, host="0.0.0.0")
+    stop = asyncio.Event()
+    with caplog.at_level(logging.INFO):
+        running = asyncio.create_task(
+            serve(
+                settings,
+                handler_factory=lambda s, session: RecordingHandler(),
+                local_demo=True,
+                options=FAST,
+                stop=stop,
+            )
+        )
+        assert await send(settings, pull_request_payload()) == 202  # unsigned
+        stop.set()
+        await asyncio.wait_for(running, 10)
+    listening = [r.getMessage() for r in caplog.records if r.getMessage().startswith("listening")]
+    assert listening == [f"listening on http://127.0.0.1:{settings.port}/api/github/webhooks"]
+    with pytest.raises(SettingsError, match="loopback only"):
+        await serve(
+            app_settings(tmp_path, key, webhook_secret=None), host="192.0.2.1", local_demo=True
+        )
+
+
+@pytest.mark.asyncio
+async def test_a_busy_port_is_a_clear_error(tmp_path: Path, key: PrivateKey) -> None:
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        with pytest.raises(SettingsError, match=f"cannot listen on 127.0.0.1:{port}"):
+            await serve(app_settings(tmp_path, key, port=port), options=FAST)
+
+
+def test_build_handler_is_the_seam(tmp_path: Path, key: PrivateKey) -> None:
+    async def make() -> JobHandler:
+        async with aiohttp.ClientSession() as session:
+            return build_handler(app_settings(tmp_path, key), session)
+
+    handler = asyncio.run(make())
+    assert hasattr(handler, "run") and hasattr(handler, "give_up")
+
+
+@pytest.fixture
+def clean_env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
+    for name in (
+        "APP_ID",
+        "PRIVATE_KEY",
+        "PRIVATE_KEY_PATH",
+        "WEBHOOK_SECRET",
+        "DATABASE_URL",
+        "DATA_DIR",
+        "HOST",
+        "PORT",
+        "LOG_FORMAT",
+        "LOG_LEVEL",
+    ):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.chdir(tmp_path)
+    root = logging.getLogger()
+    handlers = list(root.handlers)
+    yield tmp_path
+    for handler in list(root.handlers):
+        if handler not in handlers:
+            root.removeHandler(handler)
+
+
+def test_serve_without_app_id_explains_registration(
+    clean_env: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert main(["serve"]) == 2
+    err = capsys.readouterr().err
+    assert "APP_ID is not set" in err and "settings/apps/new" in err
+
+
+def test_serve_without_webhook_secret_refuses(
+    clean_env: Path,
+    capsys: pytest.CaptureFixture[str],
+    key: PrivateKey,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv("APP_ID", "5")
+    monkeypatch.setenv("PRIVATE_KEY", key.reveal().decode())
+    assert main(["serve", "--port", "0"]) == 2
+    assert "--local-demo" in capsys.readouterr().err
+
+
+def test_worker_without_app_id_is_exit_2(
+    clean_env: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert main(["worker"]) == 2
+    assert "APP_ID is not set" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize(
+    "args",
+    [["serve", "--port", "x"], ["serve", "--concurrency", "0"], ["worker", "--concurrency", "65"]],
+)
+def test_serve_usage_errors(args: list[str]) -> None:
+    with pytest.raises(SystemExit) as caught:
+        main(args)
+    assert caught.value.code == 2
