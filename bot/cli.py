@@ -14,9 +14,7 @@ from bot.engine.model import Report, Severity
 from bot.engine.policy import Policy
 from bot.engine.scan import scan_path
 from bot.errors import ConfigError, InputError
-from bot.jobs_cli import add_jobs_commands
 from bot.report import FORMATS, render
-from bot.serve import add_serve_commands
 
 EXIT_OK = 0
 EXIT_FINDINGS = 1
@@ -25,7 +23,12 @@ EXIT_USAGE = 2
 DEFAULT_CONFIG = Path(".github/release-guard.yml")
 
 
-def build_parser() -> argparse.ArgumentParser:
+def build_parser(*, app_commands: bool = True) -> argparse.ArgumentParser:
+    """Return the command line's parser; without `app_commands`, only `scan`.
+
+    The App's commands import aiohttp, gidgethub and the job store; `scan`, which CI jobs
+    run on every build, does not pay for those imports.
+    """
     parser = argparse.ArgumentParser(
         prog="release-guard",
         description="Stop a release from shipping source maps, secrets and files it must not ship.",
@@ -53,8 +56,12 @@ def build_parser() -> argparse.ArgumentParser:
     scan.add_argument("--format", choices=FORMATS, default="text", help="report format")
     scan.add_argument("--output", type=Path, metavar="FILE", help="write the report to FILE")
     scan.set_defaults(handler=run_scan)
-    add_serve_commands(commands)
-    add_jobs_commands(commands)
+    if app_commands:
+        from bot.jobs_cli import add_jobs_commands
+        from bot.serve import add_serve_commands
+
+        add_serve_commands(commands)
+        add_jobs_commands(commands)
     return parser
 
 
@@ -90,9 +97,15 @@ def run_scan(args: argparse.Namespace) -> int:
     return EXIT_FINDINGS if failed else EXIT_OK
 
 
+def _command_of(argv: Sequence[str]) -> str | None:
+    """The subcommand `argv` names (its first word that is not an option), if any."""
+    return next((word for word in argv if not word.startswith("-")), None)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = build_parser()
-    args = parser.parse_args(argv)
+    words = list(sys.argv[1:] if argv is None else argv)
+    parser = build_parser(app_commands=_command_of(words) != "scan")
+    args = parser.parse_args(words)
     try:
         code: int = args.handler(args)
     except (ConfigError, InputError) as exc:

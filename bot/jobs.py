@@ -72,6 +72,10 @@ class HandlerByKind:
     def __init__(self, handlers: Mapping[JobKind, JobHandler]) -> None:
         self._handlers = dict(handlers)
 
+    def handler_for(self, kind: JobKind) -> JobHandler | None:
+        """Return the handler registered for `kind`, if any."""
+        return self._handlers.get(kind)
+
     def _for(self, job: Job) -> JobHandler:
         handler = self._handlers.get(job.kind)
         if handler is None:

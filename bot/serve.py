@@ -23,6 +23,9 @@ import aiohttp
 from aiohttp import web
 
 from bot import __version__
+from bot.events import JobKind
+from bot.github import GitHubApp
+from bot.handlers.pull_requests import PullRequestChecks
 from bot.jobs import HandlerByKind, JobHandler
 from bot.logging_setup import configure_logging
 from bot.settings import Settings, SettingsError, is_loopback
@@ -43,7 +46,19 @@ def build_handler(settings: Settings, session: aiohttp.ClientSession) -> JobHand
     `session` is the process's HTTP client session (closed on shutdown). A kind that has no
     handler here fails explicitly, with "cannot run … jobs yet" in its audit trail.
     """
-    return HandlerByKind({})
+    if settings.app_id is None or settings.private_key is None:
+        # serve and worker refuse to start without them (Settings.require_app); a handler
+        # built anyway fails every job explicitly instead of guessing credentials.
+        return HandlerByKind({})
+    app = GitHubApp(
+        app_id=settings.app_id,
+        private_key=settings.private_key,
+        session=session,
+        api_url=settings.github_api_url,
+        requester=f"release-guard/{__version__}",
+    )
+    checks = PullRequestChecks(app)
+    return HandlerByKind({JobKind.CHECK: checks, JobKind.WORKFLOW_RUN: checks})
 
 
 @contextlib.contextmanager

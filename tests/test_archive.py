@@ -440,3 +440,13 @@ def test_mutated_archives_never_crash(tmp_path: Path, case: tuple[str, bytes], c
 
 def test_compress_helper_roundtrip() -> None:
     assert gzip.decompress(compress(b"x", "gz")) == b"x"
+
+
+def test_zip_members_with_bare_permission_bits_are_regular_files(tmp_path: Path) -> None:
+    # zipfile.writestr(name, data) stores 0o600 with no file-type bits, as many tools do.
+    raw = io.BytesIO()
+    with zipfile.ZipFile(raw, "w") as archive:
+        archive.writestr("a.js", b"a")
+    result = walk(write(tmp_path, "p.zip", raw.getvalue()))
+    assert result["files"] == {"p.zip!/a.js": b"a"}
+    assert result["obs"] == []

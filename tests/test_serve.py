@@ -16,7 +16,9 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 
 from bot.cli import main
-from bot.jobs import JobHandler
+from bot.events import JobKind
+from bot.handlers.pull_requests import PullRequestChecks
+from bot.jobs import HandlerByKind, JobHandler
 from bot.secrets import PrivateKey, Secret
 from bot.serve import build_handler, serve, work
 from bot.settings import Settings, SettingsError
@@ -59,6 +61,8 @@ def app_settings(tmp_path: Path, key: PrivateKey, **changes: Any) -> Settings:
         "webhook_secret": Secret(new_secret()),
         "host": "127.0.0.1",
         "port": free_port(),
+        # Never GitHub itself: a job that gets as far as calling it finds nothing listening.
+        "github_api_url": "http://127.0.0.1:9",
     }
     values.update(changes)
     return Settings.for_data_dir(tmp_path, **values)
@@ -141,21 +145,24 @@ async def test_worker_runs_what_serve_recorded(tmp_path: Path, key: PrivateKey) 
 
 
 @pytest.mark.asyncio
-async def test_the_default_handler_fails_jobs_explicitly(tmp_path: Path, key: PrivateKey) -> None:
+async def test_the_default_handler_runs_pull_request_checks(
+    key: PrivateKey, tmp_path: Path
+) -> None:
     settings = app_settings(tmp_path, key)
-    stop = asyncio.Event()
-    running = asyncio.create_task(serve(settings, options=FAST, stop=stop))
-    assert await send(settings, pull_request_payload()) == 202
-    store = SqliteStore(settings.data_dir / "release-guard.sqlite3")
-    await store.open()
-    try:
-        await wait_until(lambda: _failed(store))
-        (job,) = await store.list_jobs()
-        assert job.result_summary == "NoHandler: this release-guard cannot run check jobs yet"
-    finally:
-        await store.close()
-        stop.set()
-        await asyncio.wait_for(running, 10)
+    async with aiohttp.ClientSession() as session:
+        handler = build_handler(settings, session)
+        assert isinstance(handler, HandlerByKind)
+        for kind in (JobKind.CHECK, JobKind.WORKFLOW_RUN):
+            assert isinstance(handler.handler_for(kind), PullRequestChecks)
+
+
+@pytest.mark.asyncio
+async def test_without_credentials_no_job_kind_has_a_handler(tmp_path: Path) -> None:
+    settings = Settings.for_data_dir(tmp_path / "data")
+    async with aiohttp.ClientSession() as session:
+        handler = build_handler(settings, session)
+        assert isinstance(handler, HandlerByKind)
+        assert handler.handler_for(JobKind.CHECK) is None
 
 
 async def _failed(store: SqliteStore) -> bool:

@@ -533,7 +533,9 @@ class ArtifactWalk:
         if info.create_system == 3 and stat.S_ISLNK(mode):
             yield self._unsafe(paths[0], "symbolic link")
             return
-        if info.create_system == 3 and mode and not (stat.S_ISREG(mode) or stat.S_ISDIR(mode)):
+        special = stat.S_ISCHR(mode) or stat.S_ISBLK(mode) or stat.S_ISFIFO(mode)
+        if info.create_system == 3 and (special or stat.S_ISSOCK(mode)):
+            # Only the type bits say "device": many zips carry bare permission bits (0o644).
             yield self._unsafe(paths[0], "device, socket or pipe")
             return
         if info.is_dir():

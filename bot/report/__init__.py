@@ -2,23 +2,22 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import importlib
 from typing import Final
 
 from bot.engine.model import Report
-from bot.report.github import render_github
-from bot.report.json_report import render_json
-from bot.report.sarif import render_sarif
 from bot.report.text import render_text
 
 FORMATS: Final = ("text", "json", "sarif", "github")
 """The format names, in the order `--help` lists them; ``text`` is the default."""
 
-_PLAIN_RENDERERS: Final[dict[str, Callable[[Report], str]]] = {
-    "json": render_json,
-    "sarif": render_sarif,
-    "github": render_github,
+_PLAIN_RENDERERS: Final[dict[str, tuple[str, str]]] = {
+    "json": ("bot.report.json_report", "render_json"),
+    "sarif": ("bot.report.sarif", "render_sarif"),
+    "github": ("bot.report.github", "render_github"),
 }
+"""Module and function of each format but text; imported on use, so that a scan loads
+only the renderer it prints with."""
 
 
 def render(report: Report, fmt: str, *, color: bool = False) -> str:
@@ -29,10 +28,12 @@ def render(report: Report, fmt: str, *, color: bool = False) -> str:
     """
     if fmt == "text":
         return render_text(report, color=color)
-    renderer = _PLAIN_RENDERERS.get(fmt)
-    if renderer is None:
+    where = _PLAIN_RENDERERS.get(fmt)
+    if where is None:
         raise ValueError(f"unknown report format {fmt!r}; expected one of {', '.join(FORMATS)}")
-    return renderer(report)
+    module, function = where
+    rendered: str = getattr(importlib.import_module(module), function)(report)
+    return rendered
 
 
 __all__ = ["FORMATS", "render"]

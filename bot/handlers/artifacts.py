@@ -1,0 +1,187 @@
+"""Find a commit's build artifacts on GitHub, download them, and scan them with the engine.
+
+Fetch once, fan out: each artifact is downloaded once into a private temporary folder and
+every rule runs over one walk of it (`bot.engine.scan.scan_path`, in a thread: the engine is
+CPU-bound and knows nothing of GitHub).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import re
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass, field
+from fnmatch import fnmatchcase
+from pathlib import Path
+from typing import Any, Final
+
+from bot.engine.model import ArtifactReport, Report
+from bot.engine.policy import GIB, Policy
+from bot.engine.scan import scan_path
+from bot.github import ArtifactGone, DownloadTooLarge, GitHubClient
+
+DEFAULT_MAX_DOWNLOAD: Final = 4 * GIB
+"""Largest artifact zip downloaded; a larger one is an explicit result, never a silent pass."""
+
+_SAFE_NAME = re.compile(r"[^A-Za-z0-9._-]+")
+
+Progress = Callable[[str], Awaitable[None]]
+
+
+@dataclass(frozen=True, slots=True)
+class RunInfo:
+    """The fields of a workflow run the App uses."""
+
+    id: int
+    name: str
+    status: str
+    conclusion: str | None
+    html_url: str | None
+
+    @classmethod
+    def from_api(cls, data: dict[str, Any]) -> RunInfo:
+        return cls(
+            id=int(data["id"]),
+            name=str(data.get("name") or data.get("display_title") or f"run {data['id']}"),
+            status=str(data.get("status") or "unknown"),
+            conclusion=data.get("conclusion"),
+            html_url=data.get("html_url"),
+        )
+
+    @property
+    def completed(self) -> bool:
+        return self.status == "completed"
+
+
+@dataclass(frozen=True, slots=True)
+class ArtifactInfo:
+    """The fields of an Actions artifact the App uses."""
+
+    id: int
+    name: str
+    size: int
+    expired: bool
+    download_url: str
+    run: RunInfo
+
+    @classmethod
+    def from_api(cls, data: dict[str, Any], run: RunInfo) -> ArtifactInfo:
+        return cls(
+            id=int(data["id"]),
+            name=str(data["name"]),
+            size=int(data.get("size_in_bytes") or 0),
+            expired=bool(data.get("expired")),
+            download_url=str(data["archive_download_url"]),
+            run=run,
+        )
+
+
+@dataclass(slots=True)
+class ScanOutcome:
+    """What scanning a set of artifacts gave: the report, and what could not be scanned."""
+
+    report: Report = field(default_factory=Report)
+    expired: list[ArtifactInfo] = field(default_factory=list)
+    too_large: list[ArtifactInfo] = field(default_factory=list)
+    scanned: list[ArtifactInfo] = field(default_factory=list)
+
+
+async def workflow_runs(gh: GitHubClient, repository: str, head_sha: str) -> list[RunInfo]:
+    """Return the workflow runs for a commit, newest first.
+
+    https://docs.github.com/en/rest/actions/workflow-runs#list-workflow-runs-for-a-repository
+    """
+    runs = [
+        RunInfo.from_api(item)
+        async for item in gh.getiter(
+            f"/repos/{repository}/actions/runs{{?head_sha,per_page}}",
+            url_vars={"head_sha": head_sha, "per_page": "100"},
+            iterable_key="workflow_runs",
+        )
+    ]
+    return runs
+
+
+async def get_run(gh: GitHubClient, repository: str, run_id: int) -> RunInfo:
+    """https://docs.github.com/en/rest/actions/workflow-runs#get-a-workflow-run"""
+    data = await gh.getitem(f"/repos/{repository}/actions/runs/{run_id}")
+    return RunInfo.from_api(data)
+
+
+async def run_artifacts(gh: GitHubClient, repository: str, run: RunInfo) -> list[ArtifactInfo]:
+    """https://docs.github.com/en/rest/actions/artifacts#list-workflow-run-artifacts"""
+    return [
+        ArtifactInfo.from_api(item, run)
+        async for item in gh.getiter(
+            f"/repos/{repository}/actions/runs/{run.id}/artifacts{{?per_page}}",
+            url_vars={"per_page": "100"},
+            iterable_key="artifacts",
+        )
+    ]
+
+
+def name_patterns(policy: Policy) -> tuple[str, ...]:
+    """The artifact name patterns the config declares (empty: every artifact is scanned)."""
+    return tuple(rules.name for rules in policy.artifacts)
+
+
+def select(policy: Policy, artifacts: Sequence[ArtifactInfo]) -> list[ArtifactInfo]:
+    """Keep the artifacts the config asks for: all of them when it names no pattern.
+
+    When two runs uploaded an artifact of the same name (a re-run), the newest is kept.
+    """
+    patterns = name_patterns(policy)
+    chosen: dict[str, ArtifactInfo] = {}
+    for artifact in artifacts:
+        if patterns and not any(fnmatchcase(artifact.name, p) for p in patterns):
+            continue
+        kept = chosen.get(artifact.name)
+        if kept is None or artifact.id > kept.id:
+            chosen[artifact.name] = artifact
+    return sorted(chosen.values(), key=lambda a: (a.name, a.id))
+
+
+async def scan_artifacts(
+    gh: GitHubClient,
+    artifacts: Sequence[ArtifactInfo],
+    policy: Policy,
+    *,
+    workdir: Path,
+    max_bytes: int = DEFAULT_MAX_DOWNLOAD,
+    progress: Progress | None = None,
+) -> ScanOutcome:
+    """Download each artifact into `workdir`, scan it, delete it; return the outcome.
+
+    Artifacts are handled one at a time, so the disk holds at most one download.
+    """
+    outcome = ScanOutcome()
+    for index, artifact in enumerate(artifacts, start=1):
+        if artifact.expired:
+            outcome.expired.append(artifact)
+            continue
+        label = f"{artifact.name} ({index} of {len(artifacts)})"
+        dest = workdir / f"{artifact.id}-{_SAFE_NAME.sub('_', artifact.name)[:80]}.zip"
+        if progress is not None:
+            await progress(f"downloading {label}")
+        try:
+            await gh.download(artifact.download_url, dest, max_bytes=max_bytes)
+        except ArtifactGone:
+            outcome.expired.append(artifact)
+            continue
+        except DownloadTooLarge:
+            outcome.too_large.append(artifact)
+            continue
+        if progress is not None:
+            await progress(f"scanning {label}")
+        try:
+            report = await asyncio.to_thread(_scan_one, dest, policy, artifact.name)
+        finally:
+            dest.unlink(missing_ok=True)
+        report.path = f"workflow run {artifact.run.id}, artifact {artifact.id}"
+        outcome.report.artifacts.append(report)
+        outcome.scanned.append(artifact)
+    return outcome
+
+
+def _scan_one(path: Path, policy: Policy, name: str) -> ArtifactReport:
+    return scan_path(path, policy=policy, name=name)

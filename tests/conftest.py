@@ -1,0 +1,46 @@
+"""Test-wide guard: no test reaches the internet.
+
+Every socket connection a test opens must go to a loopback address (the GitHub double, the
+App under test, local database servers). Anything else fails the test at once with a clear
+message instead of waiting on a network this machine does not have.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import socket
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+
+_original_connect = socket.socket.connect
+_original_connect_ex = socket.socket.connect_ex
+
+
+def _is_local(address: Any) -> bool:
+    if isinstance(address, (str, bytes)):  # a Unix socket path
+        return True
+    host = address[0]
+    if host in ("localhost", ""):
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def _guarded(original: Any) -> Any:
+    def connect(self: socket.socket, address: Any) -> Any:
+        if self.family in (socket.AF_INET, socket.AF_INET6) and not _is_local(address):
+            raise ConnectionRefusedError(f"tests must not reach the network: {address!r}")
+        return original(self, address)
+
+    return connect
+
+
+@pytest.fixture(autouse=True)
+def _no_network(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+    monkeypatch.setattr(socket.socket, "connect", _guarded(_original_connect))
+    monkeypatch.setattr(socket.socket, "connect_ex", _guarded(_original_connect_ex))
+    yield
