@@ -54,7 +54,7 @@ APP_ID is not set: release-guard needs a registered GitHub App.
        PRIVATE_KEY_PATH=/path/to/app.private-key.pem
        WEBHOOK_SECRET=<the same random secret>
   4. Install the App on the repositories to guard, then run `release-guard serve` again.
-To try the whole flow on this machine without registering anything: `release-guard demo`."""
+README.md ("Run the GitHub App") walks through it."""
 
 
 class SettingsError(ReleaseGuardError):
