@@ -3,7 +3,7 @@
     .venv/bin/python benchmarks/pipeline.py            # 20 deliveries, one at a time
     .venv/bin/python benchmarks/pipeline.py --count 50
 
-The GitHub double (tests/ghdouble) plays GitHub on loopback; `release-guard serve` runs
+The GitHub double (bot/double) plays GitHub on loopback; `release-guard serve` runs
 in-process with its embedded worker (SQLite under a temporary DATA_DIR) and the real
 pull-request handler. Each delivery is GitHub's published `pull_request.opened` example,
 pointed at its own commit whose workflow run uploaded the same 5 MB Actions artifact (a zip
@@ -36,6 +36,8 @@ import aiohttp
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from bot.double.helpers import make_keypair  # noqa: E402
+from bot.double.server import GitHubDouble  # noqa: E402
 from bot.engine.policy import Policy  # noqa: E402
 from bot.engine.scan import scan_path  # noqa: E402
 from bot.secrets import Secret  # noqa: E402
@@ -43,8 +45,6 @@ from bot.serve import serve  # noqa: E402
 from bot.settings import Settings  # noqa: E402
 from bot.worker import WorkerOptions  # noqa: E402
 from tests.apphelpers import examples, new_secret, webhook_headers  # noqa: E402
-from tests.ghdouble.helpers import make_keypair  # noqa: E402
-from tests.ghdouble.server import GitHubDouble  # noqa: E402
 
 MIB = 1 << 20
 

@@ -14,6 +14,7 @@ from bot.engine.model import Report, Severity
 from bot.engine.policy import Policy
 from bot.engine.scan import scan_path
 from bot.errors import ConfigError, InputError
+from bot.progress import ProgressBar
 from bot.report import FORMATS, render
 
 EXIT_OK = 0
@@ -57,11 +58,15 @@ def build_parser(*, app_commands: bool = True) -> argparse.ArgumentParser:
     scan.add_argument("--output", type=Path, metavar="FILE", help="write the report to FILE")
     scan.set_defaults(handler=run_scan)
     if app_commands:
+        from bot.demo import add_demo_command
         from bot.jobs_cli import add_jobs_commands
+        from bot.retention_cli import add_retained_commands
         from bot.serve import add_serve_commands
 
         add_serve_commands(commands)
         add_jobs_commands(commands)
+        add_retained_commands(commands)
+        add_demo_command(commands)
     return parser
 
 
@@ -84,7 +89,22 @@ def _wants_color(args: argparse.Namespace) -> bool:
 
 def run_scan(args: argparse.Namespace) -> int:
     policy = _policy_from(args.config)
-    report = Report(artifacts=[scan_path(path, policy=policy) for path in args.paths])
+    bar = ProgressBar.for_stream(sys.stderr)
+    count = len(args.paths)
+    try:
+        report = Report(
+            artifacts=[
+                scan_path(
+                    path,
+                    policy=policy,
+                    progress=bar.tracker(index, count, path.name or str(path)) if bar else None,
+                )
+                for index, path in enumerate(args.paths, start=1)
+            ]
+        )
+    finally:
+        if bar is not None:
+            bar.clear()
     text = render(report, args.format, color=_wants_color(args))
     if args.output is not None:
         try:

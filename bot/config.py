@@ -22,6 +22,14 @@ limits:                      # archive safety limits (archive/limit)
   max_total_size: 8GiB       # decompressed bytes of one artifact (..64GiB)
   max_ratio: 250             # decompressed/compressed ratio (1..10000)
   ratio_grace: 16MiB         # bytes read before the ratio counts (..1GiB)
+release:                     # what the App does with a release whose assets fail
+  on_failure: draft          # draft: edit a published release back to a draft; none: report only
+  scan_workflow_artifacts: false  # also scan the tagged commit's workflow-run artifacts
+comments:
+  prefix: /release-guard     # `/release-guard rescan` on a pull request (`@<app> rescan` too)
+retention:                   # failing artifacts the App keeps (defaults: RETENTION_* variables)
+  keep: failing              # failing (an error-level finding) | all | none
+  days: 365                  # days kept after the artifact was last seen (1..36500)
 ```
 
 - Patterns (`allow`, `deny`) are gitignore-style, as in a `.gitignore`: a pattern without a
@@ -38,7 +46,8 @@ limits:                      # archive safety limits (archive/limit)
 - Layering: an organisation's defaults (its `.github` repository) can be the `base` of a
   repository file. The repository's `artifacts` are tried before the base's, `deny` and
   `deny_exceptions` extend the base's, and each `rules` and `limits` entry overrides the
-  base's value (severities can be raised or lowered).
+  base's value (severities can be raised or lowered); so does each `release` and `comments`
+  entry.
 
 Every error is a `ConfigError` naming the file, the 1-based line and what was expected.
 Adding a section means writing one `_parse_*` function and one `_SECTIONS` entry.
@@ -65,7 +74,17 @@ from yaml.nodes import MappingNode, Node, ScalarNode, SequenceNode
 
 from bot.engine.filerules import DenyList, PatternError, check_pattern, normalize_exception
 from bot.engine.model import Rule, Severity
-from bot.engine.policy import GIB, KIB, MIB, ArchiveLimits, ArtifactRules, Policy
+from bot.engine.policy import (
+    DEFAULT_COMMAND_PREFIX,
+    GIB,
+    KIB,
+    MIB,
+    ArchiveLimits,
+    ArtifactRules,
+    OnFailure,
+    Policy,
+    RetentionRules,
+)
 from bot.errors import ConfigError
 
 CONFIG_PATH = ".github/release-guard.yml"
@@ -158,6 +177,12 @@ class ConfigLayer:
     exception_lines: tuple[int, ...] = ()
     """The line of each `deny_exceptions` entry, for errors found once layers are merged."""
     limits: Mapping[str, int | float] = field(default_factory=lambda: MappingProxyType({}))
+    release: Mapping[str, Any] = field(default_factory=lambda: MappingProxyType({}))
+    """The `release` entries the file sets (ReleaseSettings field names)."""
+    comments: Mapping[str, Any] = field(default_factory=lambda: MappingProxyType({}))
+    """The `comments` entries the file sets (CommentSettings field names)."""
+    retention: Mapping[str, Any] = field(default_factory=lambda: MappingProxyType({}))
+    """The `retention` entries the file sets (RetentionRules field names)."""
 
     def apply(self, base: Policy | None = None) -> Policy:
         """This layer over `base`: artifacts first, lists extended, scalars overridden."""
@@ -171,6 +196,13 @@ class ConfigLayer:
             deny=_extend(base.deny, self.deny),
             deny_exceptions=_extend(base.deny_exceptions, self.deny_exceptions),
             limits=limits,
+            release=dataclasses.replace(base.release, **self.release),
+            comments=dataclasses.replace(base.comments, **self.comments),
+            retention=(
+                dataclasses.replace(base.retention or RetentionRules(), **self.retention)
+                if self.retention
+                else base.retention
+            ),
         )
         self._check_exceptions(policy)
         return policy
@@ -373,6 +405,9 @@ class _Draft:
     deny: list[str] = field(default_factory=list)
     exceptions: list[tuple[str, int]] = field(default_factory=list)
     limits: dict[str, int | float] = field(default_factory=dict)
+    release: dict[str, Any] = field(default_factory=dict)
+    comments: dict[str, Any] = field(default_factory=dict)
+    retention: dict[str, Any] = field(default_factory=dict)
 
     def freeze(self) -> ConfigLayer:
         return ConfigLayer(
@@ -383,6 +418,9 @@ class _Draft:
             deny_exceptions=tuple(e for e, _ in self.exceptions),
             exception_lines=tuple(line for _, line in self.exceptions),
             limits=MappingProxyType(dict(self.limits)),
+            release=MappingProxyType(dict(self.release)),
+            comments=MappingProxyType(dict(self.comments)),
+            retention=MappingProxyType(dict(self.retention)),
         )
 
 
@@ -628,6 +666,83 @@ def _construct(ctx: _Context, node: ScalarNode, where: str) -> object:
         ctx.fail(node, f"{where}: '{node.value}' is not a valid number")
 
 
+def _boolean(ctx: _Context, node: Node, where: str) -> bool:
+    if isinstance(node, ScalarNode) and node.tag == _TAG + "bool":
+        value = _construct(ctx, node, where)
+        if isinstance(value, bool):
+            return value
+    ctx.fail(node, f"{where} must be true or false, not {_describe(node)}")
+
+
+def _choice(ctx: _Context, node: Node, where: str, choices: list[str]) -> str:
+    """One word of `choices`, case-blind; YAML's `off`/`no` (booleans) are named as such."""
+    word = str(node.value).strip().lower() if isinstance(node, ScalarNode) else ""
+    if isinstance(node, ScalarNode) and node.tag == _TAG + "str" and word in choices:
+        return word
+    expected = " or ".join(choices)
+    shown = (
+        f"'{node.value}'"
+        if isinstance(node, ScalarNode) and node.tag == _TAG + "str"
+        else _describe(node)
+    )
+    ctx.fail(node, f"{where} must be {expected}, not {shown}{_closest(word, choices)}")
+
+
+_RELEASE_KEYS = ["on_failure", "scan_workflow_artifacts"]
+
+
+def _parse_release(draft: _Draft, node: Node) -> None:
+    ctx = draft.ctx
+    expected = f"a mapping ({', '.join(_RELEASE_KEYS)})"
+    for key, key_node, value in _items(ctx, node, "release", expected):
+        if key == "on_failure":
+            words = [choice.value for choice in OnFailure]
+            draft.release[key] = OnFailure(_choice(ctx, value, "release.on_failure", words))
+        elif key == "scan_workflow_artifacts":
+            draft.release[key] = _boolean(ctx, value, f"release.{key}")
+        else:
+            _unknown_key(ctx, key_node, key, "release", _RELEASE_KEYS)
+
+
+_COMMENT_KEYS = ["prefix"]
+_PREFIX_RE = re.compile(r"/[A-Za-z0-9][A-Za-z0-9._-]{0,49}")
+
+
+def _parse_comments(draft: _Draft, node: Node) -> None:
+    ctx = draft.ctx
+    for key, key_node, value in _items(ctx, node, "comments", "a mapping (prefix)"):
+        if key != "prefix":
+            _unknown_key(ctx, key_node, key, "comments", _COMMENT_KEYS)
+        prefix = _string(ctx, value, "comments.prefix")
+        if not _PREFIX_RE.fullmatch(prefix):
+            ctx.fail(
+                value,
+                f"comments.prefix '{prefix}' must be a slash command: '/' then up to 50 "
+                f"letters, digits, '.', '_' or '-' (such as '{DEFAULT_COMMAND_PREFIX}')",
+            )
+        draft.comments[key] = prefix
+
+
+_RETENTION_KEYS = ["keep", "days"]
+_RETENTION_KEEP = ["failing", "all", "none"]
+MAX_RETENTION_DAYS = 36_500
+
+
+def _parse_retention(draft: _Draft, node: Node) -> None:
+    ctx = draft.ctx
+    expected = f"a mapping ({', '.join(_RETENTION_KEYS)})"
+    for key, key_node, value in _items(ctx, node, "retention", expected):
+        if key == "keep":
+            draft.retention[key] = _choice(ctx, value, "retention.keep", _RETENTION_KEEP)
+        elif key == "days":
+            days = _number(ctx, value, "retention.days", "a whole number of days", integer=True)
+            if not 1 <= days <= MAX_RETENTION_DAYS:
+                ctx.fail(value, f"retention.days must be from 1 to {MAX_RETENTION_DAYS:,}")
+            draft.retention[key] = int(days)
+        else:
+            _unknown_key(ctx, key_node, key, "retention", _RETENTION_KEYS)
+
+
 _SECTIONS: Mapping[str, Callable[[_Draft, Node], None]] = MappingProxyType(
     {
         "artifacts": _parse_artifacts,
@@ -635,6 +750,9 @@ _SECTIONS: Mapping[str, Callable[[_Draft, Node], None]] = MappingProxyType(
         "deny_exceptions": _parse_deny_exceptions,
         "rules": _parse_rules,
         "limits": _parse_limits,
+        "release": _parse_release,
+        "comments": _parse_comments,
+        "retention": _parse_retention,
     }
 )
 """Top-level sections and their parsers; a new section is one more entry."""

@@ -14,12 +14,17 @@ from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any, Final, Protocol, TypeAlias
 
+from bot.engine.policy import DEFAULT_COMMAND_PREFIX
 from bot.errors import ReleaseGuardError
 
 JSONValue: TypeAlias = "str | int | float | bool | list[JSONValue] | dict[str, JSONValue] | None"
 
-COMMAND_PREFIX: Final = "/release-guard"
+COMMAND_PREFIX: Final = DEFAULT_COMMAND_PREFIX
+"""The default command prefix; a repository can choose another (`comments.prefix`)."""
+RESCAN_ACTION: Final = "rescan"
+"""The identifier of the check run's "Rescan" button (its `requested_action`)."""
 MAX_COMMENT_CHARS: Final = 2000
+MAX_COMMAND_CHARS: Final = 200
 _SHA = re.compile(r"[0-9a-f]{40}(?:[0-9a-f]{24})?")  # SHA-1, or SHA-256 repositories
 _FULL_NAME = re.compile(r"[A-Za-z0-9_.-]+/[A-Za-z0-9_.-]+")
 
@@ -35,7 +40,7 @@ class JobKind(StrEnum):
     WORKFLOW_RUN = "workflow_run"  # scan one workflow run's artifacts
     RELEASE = "release"  # scan a release's assets
     DEPLOYMENT_GATE = "deployment_gate"  # approve or reject a deployment protection rule
-    COMMENT_COMMAND = "comment_command"  # a `/release-guard …` command in a comment
+    COMMENT_COMMAND = "comment_command"  # `/release-guard rescan`, or the "Rescan" button
 
 
 @dataclass(frozen=True, slots=True)
@@ -114,6 +119,27 @@ def _sha(obj: Mapping[str, Any], key: str, path: str = "") -> str:
     if not _SHA.fullmatch(value):
         raise MalformedPayload(f"{path}{key}: expected a commit SHA")
     return value
+
+
+def is_bot(login: str | None, user_type: str | None) -> bool:
+    """Tell whether an account is a bot: type `Bot`, or a `…[bot]` login (Apps, this one too)."""
+    return user_type == "Bot" or (login or "").lower().endswith("[bot]")
+
+
+def _sender(payload: Mapping[str, Any]) -> tuple[str | None, str | None]:
+    """Return the `sender`'s login and type (None for what is missing or not a string).
+
+    Lenient on purpose: only the "Rescan" button needs a sender, and one it cannot read is
+    ignored there rather than failing other check_run deliveries.
+    """
+    sender = payload.get("sender")
+    if not isinstance(sender, dict):
+        return None, None
+    login, kind = sender.get("login"), sender.get("type")
+    return (
+        login if isinstance(login, str) else None,
+        kind if isinstance(kind, str) else None,
+    )
 
 
 def _pull_numbers(obj: Mapping[str, Any], path: str) -> list[JSONValue]:
@@ -254,11 +280,14 @@ class CheckRunEvent:
     head_sha: str
     requested_action: str | None
     pull_numbers: list[JSONValue] = field(default_factory=list)
+    sender: str | None = None
+    sender_type: str | None = None
 
     @classmethod
     def parse(cls, payload: Mapping[str, Any], action: str) -> CheckRunEvent:
         run = _obj(payload, "check_run")
         requested = payload.get("requested_action")
+        sender, sender_type = _sender(payload)
         return cls(
             action=action,
             target=Target.parse(payload),
@@ -271,9 +300,40 @@ class CheckRunEvent:
                 else None
             ),
             pull_numbers=_pull_numbers(run, "check_run."),
+            sender=sender,
+            sender_type=sender_type,
         )
 
+    def ignored(self) -> str | None:
+        """Why a `requested_action` is not acted on (None: it is a person's "Rescan")."""
+        if self.action != "requested_action":
+            return None
+        if self.requested_action != RESCAN_ACTION:
+            return f"check_run.requested_action {self.requested_action!r} is not release-guard's"
+        if self.sender is None or is_bot(self.sender, self.sender_type):
+            return "the Rescan button was not pressed by a person"
+        return None
+
     def jobs(self) -> tuple[JobSpec, ...]:
+        if self.action == "requested_action":
+            # The "Rescan" button: authorised like a comment command, by who pressed it
+            # (https://docs.github.com/webhooks/webhook-events-and-payloads#check_run).
+            # Presses by one person on one commit while a rescan waits fold into it.
+            sender = self.sender or ""
+            return (
+                self.target.job(
+                    JobKind.COMMENT_COMMAND,
+                    self.head_sha,
+                    (RESCAN_ACTION, self.head_sha, sender.lower()),
+                    source="check_run",
+                    command=RESCAN_ACTION,
+                    check_run_id=self.check_run_id,
+                    check_run_name=self.name,
+                    author=sender,
+                    author_type=self.sender_type,
+                    pull_numbers=self.pull_numbers,
+                ),
+            )
         return (
             self.target.job(
                 JobKind.CHECK,
@@ -362,11 +422,14 @@ class ReleaseEvent:
 
     def jobs(self) -> tuple[JobSpec, ...]:
         # A release names a tag, not a commit: the handler resolves the tag when it runs.
+        # A release published directly sends created, published (and prereleased) at once:
+        # one job. Publishing a draft is a job of its own, never folded into the draft's job
+        # that may be running already (its assets were listed before the last uploads).
         return (
             self.target.job(
                 JobKind.RELEASE,
                 None,
-                (self.release_id,),
+                (self.release_id, "draft" if self.draft else "published"),
                 action=self.action,
                 release_id=self.release_id,
                 tag_name=self.tag_name,
@@ -450,10 +513,24 @@ class IssueCommentEvent:
 
     @property
     def command(self) -> str | None:
-        """Return the comment's `/release-guard …` line, if its first line is one."""
+        """Return the comment's first line if it may be a command (it starts with `/` or `@`).
+
+        The ingest cannot read the repository's `comments.prefix` nor the App's slug, so it
+        lets every such line through and the handler decides whether it is addressed to it.
+        """
         first = self.body.lstrip().split("\n", 1)[0].strip()
-        if first == COMMAND_PREFIX or first.startswith(COMMAND_PREFIX + " "):
-            return first[:200]
+        if first.startswith(("/", "@")):
+            return first[:MAX_COMMAND_CHARS]
+        return None
+
+    def ignored(self) -> str | None:
+        """Why the comment is not a job (None: it may be a command for release-guard)."""
+        if not self.is_pull_request:
+            return "not a comment on a pull request"
+        if is_bot(self.author, self.author_type):
+            return "a bot's comment"
+        if self.command is None:
+            return "not a command: the first line does not start with / or @"
         return None
 
     def jobs(self) -> tuple[JobSpec, ...]:
@@ -462,12 +539,14 @@ class IssueCommentEvent:
                 JobKind.COMMENT_COMMAND,
                 None,
                 (self.comment_id,),
+                source="comment",
                 issue_number=self.issue_number,
                 is_pull_request=self.is_pull_request,
                 comment_id=self.comment_id,
                 command=self.command,
                 body=self.body[:MAX_COMMENT_CHARS],
                 author=self.author,
+                author_type=self.author_type,
                 author_association=self.author_association,
             ),
         )
@@ -488,7 +567,7 @@ _Parser = Callable[[Mapping[str, Any], str], _Model]
 ROUTES: Final[dict[str, tuple[frozenset[str], _Parser]]] = {
     "pull_request": (frozenset({"opened", "synchronize", "reopened"}), PullRequestEvent.parse),
     "check_suite": (frozenset({"requested", "rerequested"}), CheckSuiteEvent.parse),
-    "check_run": (frozenset({"rerequested"}), CheckRunEvent.parse),
+    "check_run": (frozenset({"rerequested", "requested_action"}), CheckRunEvent.parse),
     "workflow_run": (frozenset({"completed"}), WorkflowRunEvent.parse),
     "release": (frozenset({"published", "prereleased", "created"}), ReleaseEvent.parse),
     "deployment_protection_rule": (
@@ -523,8 +602,8 @@ def route(event: str, payload: Mapping[str, Any]) -> Routed:
         # the same event sent by a repository or organisation webhook is not for us.
         return Routed(event, action, ignored="no installation: not sent to a GitHub App")
     model = parse(payload, action)
-    if isinstance(model, IssueCommentEvent) and (
-        model.command is None or model.author_type == "Bot"
-    ):
-        return Routed(event, action, ignored="not a /release-guard command from a person")
+    if isinstance(model, IssueCommentEvent | CheckRunEvent):
+        skipped = model.ignored()
+        if skipped is not None:
+            return Routed(event, action, ignored=skipped)
     return Routed(event, action, jobs=model.jobs())

@@ -14,9 +14,11 @@ import argparse
 import asyncio
 import contextlib
 import logging
+import os
 import signal
 import sys
-from collections.abc import Callable, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator
+from dataclasses import replace
 from typing import Any
 
 import aiohttp
@@ -24,12 +26,20 @@ from aiohttp import web
 
 from bot import __version__
 from bot.events import JobKind
-from bot.github import GitHubApp
+from bot.github import GitHubApp, RateLimitTracker
+from bot.handlers.comments import RescanCommands
+from bot.handlers.deployments import DeploymentGates
 from bot.handlers.pull_requests import PullRequestChecks
+from bot.handlers.releases import ReleaseChecks
 from bot.jobs import HandlerByKind, JobHandler
 from bot.logging_setup import configure_logging
+from bot.metrics import Metrics
+from bot.retention import Retainer, build_retainer
+from bot.retention.maintenance import retention_chores
 from bot.settings import Settings, SettingsError, is_loopback
+from bot.setup_page import CREDENTIAL_KEYS, run_setup
 from bot.store import Store, StoreError, store_for
+from bot.store.base import RetentionIndex
 from bot.web import make_app
 from bot.worker import Worker, WorkerOptions
 
@@ -40,11 +50,19 @@ EXIT_OK = 0
 EXIT_USAGE = 2
 
 
-def build_handler(settings: Settings, session: aiohttp.ClientSession) -> JobHandler:
+def build_handler(
+    settings: Settings,
+    session: aiohttp.ClientSession,
+    *,
+    metrics: Metrics | None = None,
+    retainer: Retainer | None = None,
+) -> JobHandler:
     """Return the handler that runs the App's jobs, one handler per job kind.
 
     `session` is the process's HTTP client session (closed on shutdown). A kind that has no
-    handler here fails explicitly, with "cannot run … jobs yet" in its audit trail.
+    handler here fails explicitly, with "cannot run … jobs yet" in its audit trail. With
+    `metrics`, every request to GitHub, retry and rate limit seen is counted there; with
+    `retainer`, failing artifacts are kept for investigation.
     """
     if settings.app_id is None or settings.private_key is None:
         # serve and worker refuse to start without them (Settings.require_app); a handler
@@ -56,9 +74,34 @@ def build_handler(settings: Settings, session: aiohttp.ClientSession) -> JobHand
         session=session,
         api_url=settings.github_api_url,
         requester=f"release-guard/{__version__}",
+        rate_limits=RateLimitTracker(on_update=metrics.rate_limit) if metrics else None,
+        observer=metrics,
     )
-    checks = PullRequestChecks(app)
-    return HandlerByKind({JobKind.CHECK: checks, JobKind.WORKFLOW_RUN: checks})
+    checks = PullRequestChecks(app, retainer=retainer)
+    return HandlerByKind(
+        {
+            JobKind.CHECK: checks,
+            JobKind.WORKFLOW_RUN: checks,
+            JobKind.RELEASE: ReleaseChecks(app),
+            JobKind.DEPLOYMENT_GATE: DeploymentGates(app),
+            # Rescans run the pull-request check itself, through the same handler.
+            JobKind.COMMENT_COMMAND: RescanCommands(app, checks),
+        }
+    )
+
+
+def _make_handler(
+    factory: HandlerFactory,
+    settings: Settings,
+    session: aiohttp.ClientSession,
+    metrics: Metrics,
+    retainer: Retainer | None = None,
+) -> JobHandler:
+    """Build the job handler; the default factory also counts its GitHub calls in `metrics`
+    and keeps failing artifacts through `retainer`."""
+    if factory is build_handler:
+        return build_handler(settings, session, metrics=metrics, retainer=retainer)
+    return factory(settings, session)
 
 
 @contextlib.contextmanager
@@ -128,7 +171,18 @@ async def serve(
     options: WorkerOptions | None = None,
     stop: asyncio.Event | None = None,
 ) -> None:
-    """Serve webhooks (and run jobs unless `with_worker` is False) until `stop` or a signal."""
+    """Serve webhooks (and run jobs unless `with_worker` is False) until `stop` or a signal.
+
+    Without APP_ID, first serve the setup page (`bot.setup_page`) on the same address until
+    the App is registered, then go on with the credentials it saved.
+    """
+    stop = stop or asyncio.Event()
+    if settings.app_id is None:
+        registered = await _register_app(settings, host=host, port=port, stop=stop)
+        if registered is None:
+            log.info("stopped")
+            return
+        settings = registered
     settings.require_app()
     secret = settings.require_webhook_secret(local_demo=local_demo)
     host = settings.host if host is None else host
@@ -137,19 +191,28 @@ async def serve(
         host = _demo_host(host)
         log.warning("local demo: accepting UNSIGNED deliveries on %s", host)
     options = options or WorkerOptions()
-    stop = stop or asyncio.Event()
+    metrics = Metrics()
     store = store_for(settings)
     await store.open()
     try:
+        retainer = _retainer(settings, store) if with_worker else None
         async with _session() as session:
             worker = (
-                Worker(store, handler_factory(settings, session), options) if with_worker else None
+                Worker(
+                    store,
+                    _make_handler(handler_factory, settings, session, metrics, retainer),
+                    options,
+                    metrics=metrics,
+                )
+                if with_worker
+                else None
             )
             app = make_app(
                 settings,
                 store,
                 on_recorded=worker.notify if worker is not None else None,
                 allow_unsigned=secret is None,
+                metrics=metrics,
             )
             runner = web.AppRunner(app, handle_signals=False, shutdown_timeout=10.0)
             await runner.setup()
@@ -160,12 +223,56 @@ async def serve(
                     raise SettingsError(f"cannot listen on {host}:{port}: {exc.strerror}") from exc
                 _log_listening(runner, settings)
                 with _stop_on_signals(stop):
-                    await _run_worker_until(stop, worker)
+                    async with retention_chores(retainer):
+                        await _run_worker_until(stop, worker)
             finally:
                 await runner.cleanup()
     finally:
         await store.close()
     log.info("stopped")
+
+
+async def _register_app(
+    settings: Settings, *, host: str | None, port: int | None, stop: asyncio.Event
+) -> Settings | None:
+    """Serve the setup page until the App is registered; return settings with its credentials.
+
+    None when stopped first. The credentials are in `.env` by then, for the next start.
+    """
+    with _stop_on_signals(stop):
+        registration = await run_setup(
+            settings,
+            host=settings.host if host is None else host,
+            port=settings.port if port is None else port,
+            stop=stop,
+        )
+    if registration is None:
+        return None
+    shadowing = [name for name in CREDENTIAL_KEYS if os.environ.get(name)]
+    if shadowing:
+        log.warning(
+            "%s set in the environment win over .env: unset them before the next start, or "
+            "the credentials just saved will not be used",
+            ", ".join(shadowing),
+        )
+    log.info(
+        "the GitHub App is registered: now serving webhooks (install it at %s)",
+        registration.install_url,
+    )
+    return replace(
+        settings,
+        app_id=registration.app_id,
+        private_key=registration.private_key,
+        webhook_secret=registration.webhook_secret or settings.webhook_secret,
+    )
+
+
+def _retainer(settings: Settings, store: Store) -> Retainer | None:
+    """The Retainer whose pending retries and gc run beside the worker (issue 5).
+
+    None when the database cannot hold the retention index.
+    """
+    return build_retainer(settings, store) if isinstance(store, RetentionIndex) else None
 
 
 def _log_listening(runner: web.AppRunner, settings: Settings) -> None:
@@ -187,20 +294,59 @@ async def work(
     handler_factory: HandlerFactory = build_handler,
     options: WorkerOptions | None = None,
     stop: asyncio.Event | None = None,
+    metrics_host: str = "0.0.0.0",
+    metrics_port: int | None = None,
 ) -> None:
-    """Run jobs only (no web server) until `stop` or a signal."""
+    """Run jobs only (no webhook server) until `stop` or a signal.
+
+    With `metrics_port`, `/metrics` and `/healthz` are served on `metrics_host:metrics_port`.
+    """
     settings.require_app()
     stop = stop or asyncio.Event()
+    metrics = Metrics()
     store: Store = store_for(settings)
     await store.open()
     try:
-        async with _session() as session:
-            worker = Worker(store, handler_factory(settings, session), options)
+        retainer = _retainer(settings, store)
+        async with _session() as session, _metrics_server(metrics, metrics_host, metrics_port):
+            worker = Worker(
+                store,
+                _make_handler(handler_factory, settings, session, metrics, retainer),
+                options,
+                metrics=metrics,
+            )
             with _stop_on_signals(stop):
-                await _run_worker_until(stop, worker)
+                async with retention_chores(retainer):
+                    await _run_worker_until(stop, worker)
     finally:
         await store.close()
     log.info("stopped")
+
+
+@contextlib.asynccontextmanager
+async def _metrics_server(metrics: Metrics, host: str, port: int | None) -> AsyncIterator[None]:
+    """Serve `/metrics` and `/healthz` for a worker process (nothing when `port` is None)."""
+    if port is None:
+        yield
+        return
+
+    async def healthz(request: web.Request) -> web.Response:
+        return web.Response(text="ok\n")
+
+    app = web.Application()
+    app.router.add_get("/metrics", metrics.handle)
+    app.router.add_get("/healthz", healthz)
+    runner = web.AppRunner(app, handle_signals=False, access_log=None, shutdown_timeout=2.0)
+    await runner.setup()
+    try:
+        try:
+            await web.TCPSite(runner, host, port).start()
+        except OSError as exc:
+            raise SettingsError(f"cannot listen on {host}:{port}: {exc.strerror}") from exc
+        log.info("worker metrics on http://%s:%d/metrics", host, port)
+        yield
+    finally:
+        await runner.cleanup()
 
 
 # -- the command line -----------------------------------------------------------------------
@@ -253,6 +399,12 @@ def add_serve_commands(commands: Any) -> None:
         ),
     )
     _add_worker_options(worker_cmd)
+    worker_cmd.add_argument(
+        "--metrics-port",
+        type=_port,
+        metavar="P",
+        help="serve /metrics and /healthz on port P (HOST's address); default: not served",
+    )
     worker_cmd.set_defaults(handler=run_worker_command, job_handler_factory=build_handler)
 
 
@@ -302,6 +454,8 @@ def run_worker_command(args: argparse.Namespace) -> int:
                 settings,
                 handler_factory=args.job_handler_factory,
                 options=WorkerOptions(concurrency=args.concurrency),
+                metrics_host=settings.host,
+                metrics_port=getattr(args, "metrics_port", None),
             )
         )
     except (SettingsError, StoreError) as exc:

@@ -20,6 +20,7 @@ from bot.errors import ReleaseGuardError
 from bot.secrets import PrivateKey, Secret
 
 DEFAULT_API_URL: Final = "https://api.github.com"
+DEFAULT_GITHUB_URL: Final = "https://github.com"
 DEFAULT_WEBHOOK_PATH: Final = "/api/github/webhooks"
 DEFAULT_HOST: Final = "0.0.0.0"
 DEFAULT_PORT: Final = 3000
@@ -54,6 +55,8 @@ APP_ID is not set: release-guard needs a registered GitHub App.
        PRIVATE_KEY_PATH=/path/to/app.private-key.pem
        WEBHOOK_SECRET=<the same random secret>
   4. Install the App on the repositories to guard, then run `release-guard serve` again.
+Or let the setup page do steps 1 to 3: run `release-guard serve` in the folder that holds
+app.yml and open it in a browser.
 README.md ("Run the GitHub App") walks through it."""
 
 
@@ -98,6 +101,12 @@ class Settings:
     port: int = DEFAULT_PORT
     log_level: str = "info"
     log_format: LogFormat | None = None  # None: text on a terminal, JSON otherwise
+    # The web side of GitHub (the setup page sends the App manifest there): github.com, or
+    # a GitHub Enterprise Server's URL, or a local test double.
+    github_url: str = DEFAULT_GITHUB_URL
+    # How GitHub and browsers reach this server (https://host[:port]); None: from each
+    # request's Host and X-Forwarded-* headers.
+    public_url: str | None = None
 
     @classmethod
     def for_data_dir(cls, data_dir: Path, **overrides: Any) -> Settings:
@@ -248,6 +257,8 @@ def _parse(env: Mapping[str, str], cwd: Path) -> Settings:
         artifact_store=_artifact_store(env.get("ARTIFACT_STORE"), data_dir, cwd),
         log_level=_log_level(env.get("LOG_LEVEL", "info")),
         log_format=_log_format(env.get("LOG_FORMAT")),
+        github_url=_base_url(env.get("GITHUB_URL", DEFAULT_GITHUB_URL), "GITHUB_URL"),
+        public_url=_base_url(env["PUBLIC_URL"], "PUBLIC_URL") if "PUBLIC_URL" in env else None,
     )
 
 
@@ -296,6 +307,18 @@ def _api_url(value: str) -> str:
         )
     if parts.query or parts.fragment:
         raise SettingsError("GITHUB_API_URL must not carry a query or a fragment")
+    return value.rstrip("/")
+
+
+def _base_url(value: str, name: str) -> str:
+    """Validate an http(s) base URL (no query, no fragment) and drop its trailing slash."""
+    parts = urlsplit(value)
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise SettingsError(
+            f"{name} must be an http(s) URL such as https://example.com, got {value!r}"
+        )
+    if parts.query or parts.fragment:
+        raise SettingsError(f"{name} must not carry a query or a fragment")
     return value.rstrip("/")
 
 

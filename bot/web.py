@@ -22,6 +22,7 @@ from aiohttp import web
 
 from bot.events import MalformedPayload, route
 from bot.logging_setup import log_context
+from bot.metrics import Metrics
 from bot.settings import Settings, SettingsError
 from bot.store.base import Delivery, Store, StoreError
 
@@ -53,11 +54,16 @@ class _Webhooks:
     """The POST handler of WEBHOOK_PATH."""
 
     def __init__(
-        self, store: Store, secret: bytes | None, on_recorded: Callable[[], None] | None
+        self,
+        store: Store,
+        secret: bytes | None,
+        on_recorded: Callable[[], None] | None,
+        metrics: Metrics | None = None,
     ) -> None:
         self._store = store
         self._secret = secret
         self._on_recorded = on_recorded
+        self._metrics = metrics
 
     async def handle(self, request: web.Request) -> web.Response:
         delivery_id = request.headers.get("X-GitHub-Delivery", "")
@@ -79,6 +85,8 @@ class _Webhooks:
                     "status": answer.status,
                 },
             )
+        if self._metrics is not None:
+            self._metrics.delivery(event if _EVENT.fullmatch(event) else "", answer.outcome)
         response = web.json_response(
             {"outcome": answer.outcome, **answer.detail}, status=answer.status
         )
@@ -165,19 +173,22 @@ def make_app(
     on_recorded: Callable[[], None] | None = None,
     allow_unsigned: bool = False,
     ready_timeout: float = 2.0,
+    metrics: Metrics | None = None,
 ) -> web.Application:
-    """Build the web application: the webhook endpoint, `/healthz` and `/readyz`.
+    """Build the web application: the webhook endpoint, `/healthz`, `/readyz` and `/metrics`.
 
     Without `settings.webhook_secret` the app refuses to be built unless `allow_unsigned` (a
     local demo) says otherwise. `on_recorded` is called after each recorded delivery (the
-    embedded worker's `notify`).
+    embedded worker's `notify`). `metrics` is shared with the embedded worker; without it the
+    app counts its deliveries in a `Metrics` of its own.
     """
     secret = settings.webhook_secret
     if secret is None and not allow_unsigned:
         raise SettingsError("WEBHOOK_SECRET is not set: refusing to accept unsigned deliveries")
     app = web.Application(client_max_size=MAX_BODY)
+    metrics = metrics if metrics is not None else Metrics()
     webhooks = _Webhooks(
-        store, secret.reveal().encode() if secret is not None else None, on_recorded
+        store, secret.reveal().encode() if secret is not None else None, on_recorded, metrics
     )
 
     async def healthz(request: web.Request) -> web.Response:
@@ -195,4 +206,5 @@ def make_app(
     app.router.add_post(settings.webhook_path, webhooks.handle)
     app.router.add_get("/healthz", healthz)
     app.router.add_get("/readyz", readyz)
+    app.router.add_get("/metrics", metrics.handle)
     return app

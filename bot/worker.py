@@ -18,11 +18,14 @@ import os
 import random
 import secrets
 import socket
+import time
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, Final
 
 from bot.jobs import JobHandler, RetryLater
 from bot.logging_setup import log_context, mask_secrets
+from bot.metrics import Metrics
 from bot.store.base import Job, JobState, LeaseLost, Store, StoreError
 
 log = logging.getLogger(__name__)
@@ -92,11 +95,44 @@ def backoff(attempt: int, options: WorkerOptions, rng: random.Random) -> float:
 class _Context:
     """The JobContext the worker gives a handler for one run of one job."""
 
-    def __init__(self, store: Store, job: Job, max_attempts: int) -> None:
+    def __init__(
+        self, store: Store, job: Job, max_attempts: int, metrics: Metrics | None = None
+    ) -> None:
         self._store = store
         self._job = job
         self._max_attempts = max_attempts
         self._check_run_id = job.check_run_id
+        self._metrics = metrics
+        # For metrics: the stage being timed, and how this run ended.
+        self.started_at = time.monotonic()
+        self._stage = "started"
+        self._stage_at = self.started_at
+        self.ended_as = "interrupted"
+        self.summary: str | None = None
+
+    def enter_stage(self, stage: str, data: Mapping[str, Any]) -> None:
+        """Time the stage that ends here and count the one that starts (metrics only)."""
+        if self._metrics is None:
+            return
+        kind = self._job.kind.value
+        now = time.monotonic()
+        if stage != self._stage:
+            self._metrics.stage_ended(kind, self._stage, now - self._stage_at)
+            self._stage, self._stage_at = stage, now
+        self._metrics.stage_entered(kind, stage, data)
+
+    def end(self, state: str, summary: str | None = None) -> None:
+        """Say how this run of the job ended (counted once the run is over)."""
+        self.ended_as, self.summary = state, summary
+
+    def report_end(self) -> None:
+        """Count the run and its last stage's time (metrics only)."""
+        if self._metrics is None:
+            return
+        kind = self._job.kind.value
+        now = time.monotonic()
+        self._metrics.stage_ended(kind, self._stage, now - self._stage_at)
+        self._metrics.job_ended(kind, self.ended_as, self.summary, now - self.started_at)
 
     @property
     def attempt(self) -> int:
@@ -113,6 +149,7 @@ class _Context:
     async def audit(self, stage: str, message: str, **data: Any) -> None:
         message = mask_secrets(message)
         log.info("%s: %s", stage, message, extra={"stage": stage})
+        self.enter_stage(stage, data)
         await self._store.audit(
             self._job.id, stage, message, data, delivery_id=self._job.delivery_id
         )
@@ -137,8 +174,10 @@ class Worker:
         *,
         worker_id: str | None = None,
         rng: random.Random | None = None,
+        metrics: Metrics | None = None,
     ) -> None:
         self.store = store
+        self.metrics = metrics
         self.handler = handler
         self.options = options or WorkerOptions()
         self.worker_id = worker_id or worker_identity()
@@ -235,24 +274,30 @@ class Worker:
 
     async def _execute(self, job: Job) -> None:
         with log_context(delivery_id=job.delivery_id, job_id=job.id):
-            ctx = _Context(self.store, job, self.options.max_attempts)
+            ctx = _Context(self.store, job, self.options.max_attempts, self.metrics)
             current = asyncio.current_task()
             assert current is not None
             lost = asyncio.Event()
             keeper = asyncio.create_task(self._keep_lease(job, current, lost))
+            if self.metrics is not None:
+                self.metrics.job_started()
             try:
                 await self._attempt(job, ctx)
             except asyncio.CancelledError:
+                ctx.end("lease_lost" if lost.is_set() else "interrupted")
                 if not lost.is_set():
                     await self._hand_back(job)
                 raise
             except LeaseLost:
+                ctx.end("lease_lost")
                 log.warning("job %d: lease lost; another worker has it now", job.id)
             except StoreError:
                 # The outcome could not be written: the lease will lapse and the job run again.
+                ctx.end("store_error")
                 log.exception("job %d: cannot record its outcome", job.id)
             finally:
                 keeper.cancel()
+                ctx.report_end()
 
     async def _hand_back(self, job: Job) -> None:
         with contextlib.suppress(StoreError):
@@ -298,6 +343,7 @@ class Worker:
             {"attempt": job.attempts, "worker": self.worker_id},
             delivery_id=job.delivery_id,
         )
+        ctx.enter_stage("started", {})
         try:
             summary = await self.handler.run(job, ctx)
         except RetryLater as exc:
@@ -312,6 +358,7 @@ class Worker:
             )
             log.warning("job %d will be retried in %.0fs: %s", job.id, delay, reason)
             await self.store.retry_later(job, delay, reason)
+            ctx.end("retried")
             return
         except Exception as exc:
             log.exception("job %d failed", job.id)
@@ -319,6 +366,7 @@ class Worker:
             return
         summary = mask_secrets(summary) if summary else "done"
         await self.store.complete(job, JobState.DONE, summary)
+        ctx.end("done", summary)
         log.info("job %d done: %s", job.id, summary)
 
     async def _fail(self, job: Job, ctx: _Context, reason: str) -> None:
@@ -329,4 +377,5 @@ class Worker:
             with contextlib.suppress(StoreError):
                 await ctx.audit("give_up_failed", mask_secrets(f"{type(exc).__name__}: {exc}"))
         await self.store.complete(job, JobState.FAILED, reason)
+        ctx.end("failed", "failure")
         log.error("job %d failed: %s", job.id, reason)

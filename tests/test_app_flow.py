@@ -16,13 +16,13 @@ from typing import Any
 import aiohttp
 import pytest
 
+from bot.double.server import GitHubDouble
 from bot.secrets import Secret
 from bot.serve import serve
 from bot.settings import Settings
 from bot.store import store_for
 from bot.worker import WorkerOptions
 from tests.apphelpers import examples, new_secret, wait_until, webhook_headers
-from tests.ghdouble.server import GitHubDouble
 
 pytest_plugins = ["tests.ghdouble.fixtures"]
 

@@ -23,7 +23,17 @@ from bot.config import (
     parse_size,
 )
 from bot.engine.model import DEFAULT_SEVERITY, Rule, Severity
-from bot.engine.policy import GIB, KIB, MIB, ArchiveLimits, ArtifactRules, Policy
+from bot.engine.policy import (
+    GIB,
+    KIB,
+    MIB,
+    ArchiveLimits,
+    ArtifactRules,
+    CommentSettings,
+    OnFailure,
+    Policy,
+    ReleaseSettings,
+)
 from bot.errors import ConfigError
 
 PATH = CONFIG_PATH
@@ -98,7 +108,9 @@ def test_empty_file_is_the_default_policy(text: str | bytes) -> None:
     assert dict(policy.severities) == DEFAULT_SEVERITY
 
 
-@pytest.mark.parametrize("section", ["artifacts", "deny", "deny_exceptions", "rules", "limits"])
+@pytest.mark.parametrize(
+    "section", ["artifacts", "deny", "deny_exceptions", "rules", "limits", "release", "comments"]
+)
 def test_empty_section_is_allowed(section: str) -> None:
     assert load(f"{section}:\n  # all commented out\n") == Policy()
 
@@ -197,6 +209,34 @@ def test_bytes_and_str_give_the_same_policy() -> None:
     assert load(EXAMPLE) == load(EXAMPLE.encode())
 
 
+def test_release_and_comments_default() -> None:
+    policy = load("")
+    assert policy.release == ReleaseSettings(OnFailure.DRAFT, scan_workflow_artifacts=False)
+    assert policy.comments == CommentSettings("/release-guard")
+
+
+def test_release_and_comments() -> None:
+    policy = load(
+        "release:\n  on_failure: None\n  scan_workflow_artifacts: true\n"
+        "comments:\n  prefix: /guard.v2\n"
+    )
+    assert policy.release == ReleaseSettings(OnFailure.NONE, scan_workflow_artifacts=True)
+    assert policy.comments.prefix == "/guard.v2"
+    assert load("release: {on_failure: draft}\n").release.on_failure is OnFailure.DRAFT
+
+
+def test_release_and_comments_layer_key_by_key() -> None:
+    org = load_policy(
+        "release: {on_failure: none}\ncomments: {prefix: /acme-guard}\n", path="org.yml"
+    )
+    policy = load("release: {scan_workflow_artifacts: true}\n", base=org)
+    assert policy.release == ReleaseSettings(OnFailure.NONE, scan_workflow_artifacts=True)
+    assert policy.comments.prefix == "/acme-guard"
+    assert load("release: {on_failure: draft}\n", base=org).release.on_failure is OnFailure.DRAFT
+    layer = parse_config("release: {on_failure: none}\n", path=PATH)
+    assert dict(layer.release) == {"on_failure": OnFailure.NONE} and dict(layer.comments) == {}
+
+
 def test_load_policy_file(tmp_path: Path) -> None:
     path = tmp_path / "release-guard.yml"
     path.write_text(EXAMPLE, encoding="utf-8")
@@ -237,7 +277,9 @@ def test_format_size() -> None:
 ERRORS = [
     # unknown keys, with a suggestion and the expected keys
     ("deny: []\ndenny: []\n", 2, "unknown key 'denny' (did you mean 'deny'?); expected one of:"),
-    ("release:\n  draft: true\n", 1, "unknown key 'release'; expected one of: artifacts, deny"),
+    ("relase:\n  draft: true\n", 1, "unknown key 'relase' (did you mean 'release'?)"),
+    ("release:\n  draft: true\n", 2, "release: unknown key 'draft'; expected one of: on_fail"),
+    ("comments:\n  prefx: /x\n", 2, "comments: unknown key 'prefx' (did you mean 'prefix'?)"),
     ("artifacts:\n  - name: x\n    alow: []\n", 3, "artifacts[0]: unknown key 'alow'"),
     ("limits:\n  max_dept: 3\n", 2, "limits: unknown key 'max_dept' (did you mean 'max_depth'?)"),
     ("<<: {deny: []}\n", 1, "unknown key '<<'"),
@@ -259,6 +301,21 @@ ERRORS = [
     ("rules: [a]\n", 1, "rules must be a mapping of rule id to severity, not a list"),
     ("limits: 5\n", 1, "limits must be a mapping of limit to value, not an integer (5)"),
     ("deny_exceptions: x.pem\n", 1, "deny_exceptions must be a list of paths"),
+    # release and comments
+    ("release: draft\n", 1, "release must be a mapping (on_failure, scan_workflow_artifacts)"),
+    ("release:\n  on_failure: delete\n", 2, "release.on_failure must be draft or none, not 'd"),
+    ("release:\n  on_failure: drafts\n", 2, "not 'drafts' (did you mean 'draft'?)"),
+    ("release:\n  on_failure: off\n", 2, "must be draft or none, not true/false (off)"),
+    ("release:\n  on_failure:\n", 2, "must be draft or none, not an empty value"),
+    ("release:\n  scan_workflow_artifacts: 1\n", 2, "must be true or false, not an integer (1)"),
+    ("release:\n  scan_workflow_artifacts: 'yes'\n", 2, "must be true or false, not a string"),
+    ("comments: /rg\n", 1, "comments must be a mapping (prefix), not a string"),
+    ("comments:\n  prefix: rescan\n", 2, "comments.prefix 'rescan' must be a slash command"),
+    ("comments:\n  prefix: '/'\n", 2, "comments.prefix '/' must be a slash command"),
+    ("comments:\n  prefix: /a b\n", 2, "must be a slash command"),
+    ("comments:\n  prefix: '@bot'\n", 2, "must be a slash command"),
+    ("comments:\n  prefix: 7\n", 2, "comments.prefix must be a string, not an integer (7)"),
+    ("comments:\n  prefix: /" + "x" * 51 + "\n", 2, "must be a slash command"),
     # artifact rules
     ("artifacts:\n  - allow: [a]\n", 2, "artifacts[0]: missing 'name'"),
     ("artifacts:\n  - name: ''\n", 2, "artifacts[0].name must be a non-empty shell glob"),
@@ -359,8 +416,11 @@ def test_billion_laughs_is_refused_quickly() -> None:
 
 
 def test_unknown_top_level_key_lists_every_section() -> None:
-    exc = error("comments: {}\n")
-    assert exc.detail.endswith("expected one of: artifacts, deny, deny_exceptions, rules, limits")
+    exc = error("commands: {}\n")
+    assert exc.detail.endswith(
+        "expected one of: artifacts, deny, deny_exceptions, rules, limits, release, comments, "
+        "retention"
+    )
 
 
 # --- layering: an organisation default under a repository file -----------------------------
@@ -480,6 +540,11 @@ _KEYS = st.sampled_from(
         "max_entry_size",
         "sourcemap/map-file",
         "files/forbidden",
+        "release",
+        "comments",
+        "on_failure",
+        "scan_workflow_artifacts",
+        "prefix",
         "x",
     ]
 )
@@ -489,7 +554,10 @@ _SCALARS = st.one_of(
     st.integers(min_value=-(2**70), max_value=2**70),
     st.floats(allow_nan=True, allow_infinity=True),
     st.sampled_from(
-        ["error", "off", "16MiB", "2 GB", "*.pem", "!x", "[z-a]", "a/.git/", "**", "", "#"]
+        [
+            *("error", "off", "16MiB", "2 GB", "*.pem", "!x", "[z-a]", "a/.git/", "**", "", "#"),
+            *("draft", "none", "/release-guard", "/x y"),
+        ]
     ),
     st.text(max_size=12),
 )

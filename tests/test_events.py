@@ -131,16 +131,44 @@ def test_check_suite_keeps_its_pull_numbers() -> None:
     assert job.details["check_suite_id"] == 5
 
 
-def test_check_run_requested_action_waits_for_a_later_version() -> None:
-    payload = {
+def _button(
+    identifier: str = "rescan", login: str = "Mona", user_type: str = "User"
+) -> dict[str, Any]:
+    return {
         "action": "requested_action",
         "check_run": {"id": 1, "name": "release-guard", "head_sha": SHA_A},
-        "requested_action": {"identifier": "rescan"},
+        "requested_action": {"identifier": identifier},
         "repository": {"full_name": "o/r"},
+        "sender": {"login": login, "type": user_type},
         "installation": {"id": 1},
     }
+
+
+def test_the_rescan_button_makes_a_command_job_on_its_commit() -> None:
+    (job,) = route("check_run", _button()).jobs
+    assert job.kind is JobKind.COMMENT_COMMAND and job.head_sha == SHA_A
+    assert job.details["source"] == "check_run" and job.details["command"] == "rescan"
+    assert job.details["author"] == "Mona" and job.details["check_run_id"] == 1
+    # Presses by one person on one commit fold into one job while it waits or runs.
+    assert job.dedupe_key == f"comment_command:o/r:rescan:{SHA_A}:mona"
+    (again,) = route("check_run", _button(login="mona")).jobs
+    assert again.dedupe_key == job.dedupe_key
+    (other,) = route("check_run", _button(login="hubot")).jobs
+    assert other.dedupe_key != job.dedupe_key
+
+
+@pytest.mark.parametrize(
+    ("payload", "why"),
+    [
+        (_button(identifier="lgtm"), "is not release-guard's"),
+        (_button(login="ci[bot]", user_type="Bot"), "not pressed by a person"),
+        (_button(login="renovate[bot]"), "not pressed by a person"),
+        ({k: v for k, v in _button().items() if k != "sender"}, "not pressed by a person"),
+    ],
+)
+def test_other_requested_actions_are_ignored(payload: dict[str, Any], why: str) -> None:
     routed = route("check_run", payload)
-    assert routed.ignored == "check_run.requested_action is not acted on"
+    assert routed.ignored is not None and why in routed.ignored and not routed.jobs
 
 
 def test_workflow_run_completed_scans_that_run() -> None:
@@ -182,6 +210,14 @@ def test_release_has_no_head_sha() -> None:
     (job,) = route("release", payload).jobs
     assert job.kind is JobKind.RELEASE and job.head_sha is None
     assert job.details["tag_name"] == "v1.0.0" and job.details["release_id"] == 5
+    # created, published and prereleased of one published release are one job...
+    for action in ("created", "prereleased"):
+        (same,) = route("release", {**payload, "action": action}).jobs
+        assert same.dedupe_key == job.dedupe_key == "release:o/r:5:published"
+    # ...and publishing a draft is not folded into the draft's job.
+    draft = {**payload, "action": "created", "release": {**payload["release"], "draft": True}}
+    (drafted,) = route("release", draft).jobs
+    assert drafted.dedupe_key == "release:o/r:5:draft"
 
 
 def _gate(**changes: Any) -> dict[str, Any]:
@@ -220,7 +256,9 @@ def test_bad_gate_payloads_are_malformed(changes: dict[str, Any], message: str) 
         route("deployment_protection_rule", _gate(**changes))
 
 
-def _comment(body: str, user_type: str = "User", on_pull: bool = True) -> dict[str, Any]:
+def _comment(
+    body: str, user_type: str = "User", on_pull: bool = True, login: str = "mona"
+) -> dict[str, Any]:
     issue: dict[str, Any] = {"number": 12}
     if on_pull:
         issue["pull_request"] = {"url": "https://api.github.com/repos/o/r/pulls/12"}
@@ -230,7 +268,7 @@ def _comment(body: str, user_type: str = "User", on_pull: bool = True) -> dict[s
         "comment": {
             "id": 77,
             "body": body,
-            "user": {"login": "mona", "type": user_type},
+            "user": {"login": login, "type": user_type},
             "author_association": "MEMBER",
         },
         "repository": {"full_name": "o/r"},
@@ -250,15 +288,33 @@ def test_a_command_comment_makes_a_comment_job() -> None:
 
 
 @pytest.mark.parametrize(
-    "payload",
+    ("payload", "why"),
     [
-        _comment("looks good to me"),
-        _comment(f"{COMMAND_PREFIX}ish is not the command"),
-        _comment(f"{COMMAND_PREFIX} rescan", user_type="Bot"),
+        (_comment("looks good to me"), "not a command"),
+        (_comment(f"> {COMMAND_PREFIX} rescan"), "not a command"),
+        (_comment(f"{COMMAND_PREFIX} rescan", user_type="Bot"), "a bot's comment"),
+        (_comment(f"{COMMAND_PREFIX} rescan", login="release-guard[bot]"), "a bot's comment"),
+        (_comment(f"{COMMAND_PREFIX} rescan", on_pull=False), "not a comment on a pull request"),
     ],
 )
-def test_other_comments_are_ignored(payload: dict[str, Any]) -> None:
-    assert route("issue_comment", payload).ignored is not None
+def test_other_comments_are_ignored(payload: dict[str, Any], why: str) -> None:
+    routed = route("issue_comment", payload)
+    assert routed.ignored is not None and why in routed.ignored and not routed.jobs
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        f"{COMMAND_PREFIX}ish rescan",  # maybe the repository's own prefix: the handler decides
+        "/guard rescan",
+        "@release-guard rescan",
+        "  @someone-else look\nat this",
+    ],
+)
+def test_slash_and_mention_lines_reach_the_handler(body: str) -> None:
+    (job,) = route("issue_comment", _comment(body)).jobs
+    assert job.details["command"] == body.strip().split("\n")[0]
+    assert job.details["source"] == "comment" and job.details["author_type"] == "User"
 
 
 @pytest.mark.parametrize("event", ["ping", "installation", "installation_repositories", "push"])

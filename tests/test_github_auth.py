@@ -9,6 +9,9 @@ import aiohttp
 import jwt
 import pytest
 
+from bot.double.faults import Respond, ServerError, Slow
+from bot.double.helpers import SleepRecorder
+from bot.double.server import GitHubDouble
 from bot.github import (
     AuthenticationFailed,
     GitHubApp,
@@ -22,9 +25,6 @@ from bot.github import (
 )
 from bot.github.auth import JWT_BACKDATE, JWT_LIFETIME
 from bot.secrets import PrivateKey, Secret
-from tests.ghdouble.faults import Respond, ServerError, Slow
-from tests.ghdouble.helpers import SleepRecorder
-from tests.ghdouble.server import GitHubDouble
 
 pytest_plugins = ["tests.ghdouble.fixtures"]
 

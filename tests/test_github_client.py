@@ -8,6 +8,17 @@ from pathlib import Path
 import aiohttp
 import pytest
 
+from bot.double.faults import (
+    ConnectionReset,
+    PrimaryRateLimit,
+    SecondaryRateLimit,
+    ServerError,
+    Slow,
+    too_many_requests,
+)
+from bot.double.helpers import SleepRecorder
+from bot.double.server import GitHubDouble
+from bot.double.state import Repository, WorkflowRun
 from bot.github import (
     ArtifactGone,
     DownloadTooLarge,
@@ -23,17 +34,6 @@ from bot.github import (
 )
 from bot.github import permissions as github_permissions
 from bot.github.retry import Transient, Trouble, backoff, classify
-from tests.ghdouble.faults import (
-    ConnectionReset,
-    PrimaryRateLimit,
-    SecondaryRateLimit,
-    ServerError,
-    Slow,
-    too_many_requests,
-)
-from tests.ghdouble.helpers import SleepRecorder
-from tests.ghdouble.server import GitHubDouble
-from tests.ghdouble.state import Repository, WorkflowRun
 
 pytest_plugins = ["tests.ghdouble.fixtures"]
 

@@ -11,17 +11,17 @@ import aiohttp
 import jwt
 import pytest
 
-from bot.github import app_jwt
-from tests.ghdouble.faults import (
+from bot.double.faults import (
     ConnectionReset,
     PrimaryRateLimit,
     SecondaryRateLimit,
     ServerError,
     too_many_requests,
 )
-from tests.ghdouble.server import GitHubDouble
-from tests.ghdouble.spec import load_operations, source
-from tests.ghdouble.state import Repository
+from bot.double.server import GitHubDouble
+from bot.double.spec import load_operations, source
+from bot.double.state import Repository
+from bot.github import app_jwt
 
 pytest_plugins = ["tests.ghdouble.fixtures", "pytester"]
 
@@ -107,7 +107,7 @@ async def test_app_jwt_rules(call: Caller, claims: dict[str, Any], message: str 
 async def test_app_endpoints_refuse_a_foreign_key_and_tokens(
     call: Caller, ghdouble: GitHubDouble
 ) -> None:
-    from tests.ghdouble.helpers import make_keypair
+    from bot.double.helpers import make_keypair
 
     other, _ = make_keypair()
     forged = app_jwt(app_id=ghdouble.app_id, private_key=other)
@@ -573,7 +573,7 @@ def test_a_violation_fails_the_test_at_teardown(pytester: pytest.Pytester) -> No
 
 
 def test_extract_is_small_and_names_its_origin() -> None:
-    from tests.ghdouble.spec import EXTRACT
+    from bot.double.spec import EXTRACT
 
     origin = source()
     assert origin["package"] == "@octokit/openapi"
@@ -581,7 +581,7 @@ def test_extract_is_small_and_names_its_origin() -> None:
     assert len(origin["file_sha256"]) == 64
     assert EXTRACT.stat().st_size < 1_000_000
     operations = load_operations()
-    assert len(operations) == 21
+    assert len(operations) == 22
     check_runs = operations["POST /repos/{owner}/{repo}/check-runs"].request_body
     assert check_runs is not None
     assert "$ref" not in json.dumps(check_runs)

@@ -12,13 +12,13 @@ from typing import Any
 
 import pytest
 
+from bot.double.faults import ServerError
+from bot.double.server import GitHubDouble
 from bot.events import JobKind
 from bot.github import GitHubApp
 from bot.handlers.pull_requests import CheckOptions, PullRequestChecks
 from bot.jobs import RetryLater
 from bot.store.base import Job, JobState
-from tests.ghdouble.faults import ServerError
-from tests.ghdouble.server import GitHubDouble
 
 pytest_plugins = ["tests.ghdouble.fixtures"]
 

@@ -240,12 +240,14 @@ def clean_env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]
             root.removeHandler(handler)
 
 
-def test_serve_without_app_id_explains_registration(
-    clean_env: Path, capsys: pytest.CaptureFixture[str]
+def test_serve_without_app_id_or_app_yml_explains_registration(
+    clean_env: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    assert main(["serve"]) == 2
+    # With an app.yml, serve shows the setup page instead (tests/test_setup_page.py).
+    monkeypatch.setattr("bot.setup_page.find_manifest", lambda cwd: None)
+    assert main(["serve", "--port", "0"]) == 2
     err = capsys.readouterr().err
-    assert "APP_ID is not set" in err and "settings/apps/new" in err
+    assert "APP_ID is not set" in err and "settings/apps/new" in err and "app.yml" in err
 
 
 def test_serve_without_webhook_secret_refuses(

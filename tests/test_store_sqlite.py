@@ -55,7 +55,7 @@ async def stages(store: SqliteStore, job_id: int) -> list[str]:
 async def test_open_creates_the_schema_with_wal_and_full_sync(store: SqliteStore) -> None:
     assert store.path.exists()
     versions = await store.execute("SELECT version FROM schema_version")
-    assert versions == [(len(MIGRATIONS),)]
+    assert versions == [(version,) for version in range(1, len(MIGRATIONS) + 1)]
     assert await store.execute("PRAGMA journal_mode") == [("wal",)]
     assert await store.execute("PRAGMA synchronous") == [(2,)]  # FULL
     assert await store.ping()
@@ -69,7 +69,7 @@ async def test_reopening_does_not_migrate_again(tmp_path: Path) -> None:
         await store.close()
     store = SqliteStore(path)
     await store.open()
-    assert await store.execute("SELECT count(*) FROM schema_version") == [(1,)]
+    assert await store.execute("SELECT count(*) FROM schema_version") == [(len(MIGRATIONS),)]
     await store.close()
 
 

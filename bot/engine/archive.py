@@ -20,6 +20,7 @@ import stat
 import tarfile
 import tempfile
 import threading
+import time
 import zipfile
 import zlib
 from collections.abc import Callable, Iterator
@@ -83,6 +84,80 @@ _CORRUPT_ERRORS = (
     OverflowError,
 )
 """What the standard library raises for damaged archives (gzip.BadGzipFile is an OSError)."""
+
+
+Progress = Callable[[int, int], None]
+"""Told `(bytes of the artifact read so far, its size)` as a walk goes; see `ProgressMeter`."""
+
+PROGRESS_INTERVAL = 0.1
+"""Seconds between two progress reports (the last one is always made)."""
+
+
+class ProgressMeter:
+    """Report how far a walk has read through an artifact, at most every `interval` seconds.
+
+    Counts what the walk has consumed of the artifact itself (compressed bytes for an archive,
+    file sizes for a directory). `update` may be called from read-ahead threads, so the
+    callback may run on one of them; it must be quick and must not raise.
+    """
+
+    def __init__(
+        self,
+        callback: Progress,
+        total: int,
+        *,
+        interval: float = PROGRESS_INTERVAL,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self._callback = callback
+        self.total = total
+        self.done = 0
+        self._interval = interval
+        self._clock = clock
+        self._next = 0.0
+        self._lock = threading.Lock()
+
+    def update(self, done: int) -> None:
+        """Move to `done` bytes (never backwards); report if the interval has passed."""
+        with self._lock:
+            if done > self.done:
+                self.done = min(done, self.total) if self.total else done
+            now = self._clock()
+            if now < self._next:
+                return
+            self._next = now + self._interval
+            shown = self.done
+        self._callback(shown, self.total)
+
+    def advance(self, size: int) -> None:
+        """Move `size` bytes further."""
+        self.update(self.done + size)
+
+    def finish(self) -> None:
+        """Report the end (always, whatever the interval)."""
+        with self._lock:
+            self.done = max(self.done, self.total)
+            self._next = self._clock() + self._interval
+            shown = self.done
+        self._callback(shown, self.total)
+
+
+class _ProgressReader:
+    """A pass-through stream that tells a `ProgressMeter` how many bytes were read."""
+
+    def __init__(self, raw: ByteStream, meter: ProgressMeter) -> None:
+        self._raw = raw
+        self._meter = meter
+        self._count = 0
+
+    def readable(self) -> bool:
+        return True
+
+    def read(self, size: int = -1) -> bytes:
+        data = self._raw.read(size)
+        self._count += len(data)
+        self._meter.update(self._count)
+        return data
 
 
 class _ContainerUnreadable(Exception):
@@ -355,13 +430,21 @@ class ArtifactWalk:
     is reached.
     """
 
-    def __init__(self, path: Path, *, name: str, limits: ArchiveLimits) -> None:
+    def __init__(
+        self,
+        path: Path,
+        *,
+        name: str,
+        limits: ArchiveLimits,
+        progress: ProgressMeter | None = None,
+    ) -> None:
         self._path = path
         self._name = name
         self._meter = _Meter(limits)
         self._limits = limits
         self._tempdir: tempfile.TemporaryDirectory[str] | None = None
         self._reported: list[UnreadableEntry] = []
+        self._progress = progress
         self.files = 0
 
     def _already_reported(self, exc: UnreadableEntry) -> bool:
@@ -384,6 +467,8 @@ class ArtifactWalk:
             if self._tempdir is not None:
                 self._tempdir.cleanup()
                 self._tempdir = None
+            if self._progress is not None:
+                self._progress.finish()
 
     # --- observations -----------------------------------------------------------------------
 
@@ -416,9 +501,12 @@ class ArtifactWalk:
             head = _read_head(handle)
             handle.seek(0)
             kind = sniff_kind(head) or archive_kind(self._name)
+            source: ByteStream = handle
+            if self._progress is not None:
+                source = _ProgressReader(handle, self._progress)
             if kind is None:
                 stream = MeteredStream(
-                    handle,
+                    source,
                     self._meter,
                     label=self._name,
                     max_size=self._limits.max_entry_size,
@@ -437,7 +525,7 @@ class ArtifactWalk:
                 return
             yield from self._walk_container(
                 kind,
-                source=handle,
+                source=source,
                 container=root,
                 stem=_strip_suffix(self._name),
                 on_disk=self._path,
@@ -466,6 +554,8 @@ class ArtifactWalk:
                 opener=lambda full=full: full.open("rb"),  # type: ignore[misc]
                 on_disk=full,
             )
+            if self._progress is not None:
+                self._progress.advance(info.st_size)
 
     # --- containers ---------------------------------------------------------------------------
 
@@ -510,8 +600,13 @@ class ArtifactWalk:
                 raise _ContainerUnreadable(_describe(exc)) from exc
             with archive:
                 seen: set[str] = set()
+                # The artifact itself is read by position here, not as a stream: progress is
+                # where each member ends (top level only; nested zips are spooled copies).
+                progress = self._progress if container.depth == 0 and spooled is None else None
                 for info in archive.infolist():
                     yield from self._zip_member(archive, info, container, seen)
+                    if progress is not None:
+                        progress.update(info.header_offset + info.compress_size)
         finally:
             if spooled is not None:
                 spooled.unlink(missing_ok=True)

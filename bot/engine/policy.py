@@ -1,5 +1,8 @@
 """The policy a scan runs under: rule severities, file lists and archive limits.
 
+It also carries the repository's App settings (what to do with a failing release, how comment
+commands are spelled), so one loaded config answers every question a job asks of it.
+
 The config loader (`bot.config`) builds a Policy from `.github/release-guard.yml`; tests and
 the App build it directly. It is immutable so one Policy can serve many scans at once.
 """
@@ -8,8 +11,10 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from enum import StrEnum
 from fnmatch import fnmatchcase
 from types import MappingProxyType
+from typing import Final
 
 from bot.engine.model import DEFAULT_SEVERITY, Rule, Severity
 
@@ -51,6 +56,47 @@ class ArtifactRules:
         return fnmatchcase(artifact_name, self.name)
 
 
+DEFAULT_COMMAND_PREFIX: Final = "/release-guard"
+"""What a pull-request comment starts with to ask release-guard for something."""
+
+
+class OnFailure(StrEnum):
+    """What the App does to a published release whose assets fail the scan."""
+
+    DRAFT = "draft"  # edit it back to a draft (never delete it or its assets)
+    NONE = "none"  # only report: the check run fails, the release stays published
+
+
+@dataclass(frozen=True, slots=True)
+class ReleaseSettings:
+    """How releases are guarded (the config's `release:` section)."""
+
+    on_failure: OnFailure = OnFailure.DRAFT
+    scan_workflow_artifacts: bool = False
+    """Also scan the artifacts of the workflow runs of the commit the tag points to."""
+
+
+@dataclass(frozen=True, slots=True)
+class CommentSettings:
+    """How pull-request comments address the App (the config's `comments:` section)."""
+
+    prefix: str = DEFAULT_COMMAND_PREFIX
+    """The slash command, e.g. `/release-guard rescan`; `@<app-slug> rescan` always works."""
+
+
+@dataclass(frozen=True, slots=True)
+class RetentionRules:
+    """A repository's `retention:` section: which scanned artifacts the App keeps, how long.
+
+    None leaves the operator's default (RETENTION_KEEP, RETENTION_DAYS; see `bot.retention`).
+    """
+
+    keep: str | None = None
+    """`failing` (an error-level finding), `all` or `none`."""
+    days: int | None = None
+    """Days an artifact is kept after it was last seen."""
+
+
 def _default_severities() -> Mapping[Rule, Severity | None]:
     return MappingProxyType(dict(DEFAULT_SEVERITY))
 
@@ -70,6 +116,12 @@ class Policy:
     """Paths the config explicitly exempts from the deny list: exact inner or logical paths
     without wildcards, or folders ending with `/` (see `bot.engine.filerules`)."""
     limits: ArchiveLimits = field(default_factory=ArchiveLimits)
+    retention: RetentionRules | None = None
+    """The repository's retention settings, when its config has a `retention:` section."""
+    release: ReleaseSettings = field(default_factory=ReleaseSettings)
+    """What the App does with releases; not used by the scan itself."""
+    comments: CommentSettings = field(default_factory=CommentSettings)
+    """How comment commands are spelled; not used by the scan itself."""
 
     def severity(self, rule: Rule) -> Severity | None:
         if rule in self.severities:

@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from urllib.parse import unquote, urlsplit
 
-from bot.engine.archive import ArtifactWalk
+from bot.engine.archive import ArtifactWalk, Progress, ProgressMeter
 from bot.engine.filerules import FileRules
 from bot.engine.model import (
     ArtifactReport,
@@ -88,6 +88,13 @@ class _FileDigest:
         return self.sha256, self.size
 
 
+def _size_for_progress(path: Path) -> int:
+    try:
+        return _directory_size(path) if path.is_dir() else path.stat().st_size
+    except OSError:
+        return 0
+
+
 def _directory_size(path: Path) -> int:
     total = 0
     for child in path.rglob("*"):
@@ -112,16 +119,22 @@ def check_readable(path: Path) -> None:
         raise InputError(f"{path}: cannot read: {exc.strerror}") from exc
 
 
-def scan_path(path: Path, *, policy: Policy, name: str | None = None) -> ArtifactReport:
+def scan_path(
+    path: Path, *, policy: Policy, name: str | None = None, progress: Progress | None = None
+) -> ArtifactReport:
     """Scan the file or directory at `path` as one artifact called `name` (default: its name).
 
     Raises InputError only when `path` itself cannot be read; anything wrong inside it is a
-    finding.
+    finding. `progress`, when given, is told `(bytes read, size)` of the artifact about ten
+    times a second, and once at the end (possibly from a read-ahead thread).
     """
     check_readable(path)
     artifact_name = name or path.name or str(path)
     digest = None if path.is_dir() else _FileDigest(path)
-    walk = ArtifactWalk(path, name=artifact_name, limits=policy.limits)
+    meter = None
+    if progress is not None:
+        meter = ProgressMeter(progress, _size_for_progress(path))
+    walk = ArtifactWalk(path, name=artifact_name, limits=policy.limits, progress=meter)
     collected = _walk_and_check(walk, policy=policy, artifact_name=artifact_name)
     collected.observations.extend(_judge_references(collected))
     if digest is None:

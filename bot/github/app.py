@@ -17,7 +17,7 @@ from bot.github.auth import TOKEN_MARGIN, AppAuth, InstallationAuth, Installatio
 from bot.github.client import GitHubClient
 from bot.github.ratelimit import RateLimitTracker
 from bot.github.retry import RetryPolicy
-from bot.github.transport import Clock, Sleep, Transport
+from bot.github.transport import Clock, Sleep, Transport, TransportObserver
 from bot.secrets import PrivateKey
 
 DEFAULT_API_URL: Final = "https://api.github.com"
@@ -41,13 +41,15 @@ class GitHubApp:
         token_margin: float = TOKEN_MARGIN,
         rng: random.Random | None = None,
         rate_limits: RateLimitTracker | None = None,
+        observer: TransportObserver | None = None,
     ) -> None:
         """Set up the App; nothing is sent until a call needs it.
 
         `clock` drives the token cache's expiry and rate-limit waits (the JWT always uses
         the real time, which is what GitHub checks it against); `sleep` is awaited for every
         backoff and rate-limit wait, so tests can pass one that only records. Pass
-        `rate_limits` (a tracker with an `on_update` callback) to feed metrics.
+        `rate_limits` (a tracker with an `on_update` callback) and `observer` (told about
+        every request and retry) to feed metrics.
         """
         if session.auth is not None or "Authorization" in session.headers:
             raise ValueError(
@@ -65,6 +67,7 @@ class GitHubApp:
             clock=clock,
             rng=rng or random.Random(),
             rate_limits=self.rate_limits,
+            observer=observer,
         )
         self._as_app = GitHubClient(
             transport=self._transport,

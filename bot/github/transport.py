@@ -33,6 +33,20 @@ Consumer = Callable[[aiohttp.ClientResponse], Awaitable[T]]
 API_VERSION = "2022-11-28"
 
 
+class TransportObserver(Protocol):
+    """Told about each attempt the transport makes (metrics); must not block or raise."""
+
+    def answered(
+        self, *, installation_id: int | None, authenticated: bool, method: str, status: int | None
+    ) -> None:
+        """An attempt ended with an answer (`status`) or without one (None)."""
+        ...
+
+    def retrying(self, *, installation_id: int | None, authenticated: bool, reason: str) -> None:
+        """A failed attempt is about to be tried again (`reason`: a `Trouble` value)."""
+        ...
+
+
 class Authenticator(Protocol):
     """Where a request's `Authorization` header comes from."""
 
@@ -75,8 +89,10 @@ class Transport:
         clock: Clock,
         rng: random.Random,
         rate_limits: RateLimitTracker,
+        observer: TransportObserver | None = None,
     ) -> None:
         self.session = session
+        self.observer = observer
         self.api_origin = URL(api_url).origin()
         self.policy = policy
         self.sleep = sleep
@@ -137,6 +153,13 @@ class Transport:
                     timeout=timeout,
                 ) as response:
                     status = response.status
+                    if self.observer is not None:
+                        self.observer.answered(
+                            installation_id=installation_id,
+                            authenticated=auth is not None,
+                            method=method,
+                            status=status,
+                        )
                     if auth is not None:
                         self.rate_limits.observe(installation_id, response.headers)
                     logger.debug(
@@ -170,6 +193,13 @@ class Transport:
                 transient, cause = Transient(Trouble.TIMEOUT), exc
             except (aiohttp.ClientConnectionError, aiohttp.ClientPayloadError) as exc:
                 transient, cause = Transient(Trouble.CONNECTION), exc
+            if status is None and self.observer is not None:
+                self.observer.answered(
+                    installation_id=installation_id,
+                    authenticated=auth is not None,
+                    method=method,
+                    status=None,
+                )
             if transient.trouble is Trouble.SECONDARY_RATE_LIMIT:
                 secondary_hits += 1
             delay = wait_for(
@@ -197,6 +227,12 @@ class Transport:
                     "delay": delay,
                 },
             )
+            if self.observer is not None:
+                self.observer.retrying(
+                    installation_id=installation_id,
+                    authenticated=auth is not None,
+                    reason=transient.trouble.value,
+                )
             await self.sleep(delay)
 
     def _final_error(

@@ -26,6 +26,9 @@ DEFAULT_MAX_DOWNLOAD: Final = 4 * GIB
 _SAFE_NAME = re.compile(r"[^A-Za-z0-9._-]+")
 
 Progress = Callable[[str], Awaitable[None]]
+OnScanned = Callable[["ArtifactInfo", Path, ArtifactReport], Awaitable[None]]
+"""Called with each scanned artifact, its downloaded file and its report, before the file is
+deleted (retention keeps a failing artifact from there, see `bot.retention.Retainer`)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -37,6 +40,7 @@ class RunInfo:
     status: str
     conclusion: str | None
     html_url: str | None
+    head_sha: str | None = None
 
     @classmethod
     def from_api(cls, data: dict[str, Any]) -> RunInfo:
@@ -46,6 +50,7 @@ class RunInfo:
             status=str(data.get("status") or "unknown"),
             conclusion=data.get("conclusion"),
             html_url=data.get("html_url"),
+            head_sha=data.get("head_sha"),
         )
 
     @property
@@ -149,10 +154,13 @@ async def scan_artifacts(
     workdir: Path,
     max_bytes: int = DEFAULT_MAX_DOWNLOAD,
     progress: Progress | None = None,
+    on_scanned: OnScanned | None = None,
 ) -> ScanOutcome:
     """Download each artifact into `workdir`, scan it, delete it; return the outcome.
 
     Artifacts are handled one at a time, so the disk holds at most one download.
+    `on_scanned`, when given, sees each scanned artifact's file and report before the file
+    is deleted.
     """
     outcome = ScanOutcome()
     for index, artifact in enumerate(artifacts, start=1):
@@ -175,9 +183,11 @@ async def scan_artifacts(
             await progress(f"scanning {label}")
         try:
             report = await asyncio.to_thread(_scan_one, dest, policy, artifact.name)
+            report.path = f"workflow run {artifact.run.id}, artifact {artifact.id}"
+            if on_scanned is not None:
+                await on_scanned(artifact, dest, report)
         finally:
             dest.unlink(missing_ok=True)
-        report.path = f"workflow run {artifact.run.id}, artifact {artifact.id}"
         outcome.report.artifacts.append(report)
         outcome.scanned.append(artifact)
     return outcome
@@ -185,3 +195,100 @@ async def scan_artifacts(
 
 def _scan_one(path: Path, policy: Policy, name: str) -> ArtifactReport:
     return scan_path(path, policy=policy, name=name)
+
+
+# --- release assets ---------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class AssetInfo:
+    """The fields of a release asset the App uses.
+
+    `state` is `uploaded` once the asset can be downloaded (`open` while it is being uploaded).
+    """
+
+    id: int
+    name: str
+    size: int
+    state: str
+
+    @classmethod
+    def from_api(cls, data: dict[str, Any]) -> AssetInfo:
+        return cls(
+            id=int(data["id"]),
+            name=str(data["name"]),
+            size=int(data.get("size") or 0),
+            state=str(data.get("state") or "uploaded"),
+        )
+
+    @property
+    def uploaded(self) -> bool:
+        return self.state == "uploaded"
+
+
+@dataclass(slots=True)
+class AssetOutcome:
+    """What scanning a release's assets gave, and what could not be scanned."""
+
+    report: Report = field(default_factory=Report)
+    scanned: list[AssetInfo] = field(default_factory=list)
+    gone: list[AssetInfo] = field(default_factory=list)
+    too_large: list[AssetInfo] = field(default_factory=list)
+
+
+async def release_assets(gh: GitHubClient, repository: str, release_id: int) -> list[AssetInfo]:
+    """https://docs.github.com/en/rest/releases/assets#list-release-assets"""
+    return [
+        AssetInfo.from_api(item)
+        async for item in gh.getiter(
+            f"/repos/{repository}/releases/{release_id}/assets{{?per_page}}",
+            url_vars={"per_page": "100"},
+        )
+    ]
+
+
+async def scan_assets(
+    gh: GitHubClient,
+    repository: str,
+    assets: Sequence[AssetInfo],
+    policy: Policy,
+    *,
+    workdir: Path,
+    label: str,
+    max_bytes: int = DEFAULT_MAX_DOWNLOAD,
+    progress: Progress | None = None,
+) -> AssetOutcome:
+    """Download each release asset into `workdir`, scan it under its own name, delete it.
+
+    The bytes are asked for with `Accept: application/octet-stream`; GitHub answers with a
+    302 to storage, followed without the token (`GitHubClient.download`), or with the bytes
+    (https://docs.github.com/en/rest/releases/assets#get-a-release-asset). The URL is built
+    from the asset id, never taken from a payload. `label` names the release in each
+    report's path (`release v1.2.0, asset 42`).
+    """
+    outcome = AssetOutcome()
+    for index, asset in enumerate(assets, start=1):
+        shown = f"{asset.name} ({index} of {len(assets)})"
+        dest = workdir / f"{asset.id}-{_SAFE_NAME.sub('_', asset.name)[-80:]}"
+        if progress is not None:
+            await progress(f"downloading {shown}")
+        try:
+            await gh.download(
+                f"/repos/{repository}/releases/assets/{asset.id}", dest, max_bytes=max_bytes
+            )
+        except ArtifactGone:
+            outcome.gone.append(asset)
+            continue
+        except DownloadTooLarge:
+            outcome.too_large.append(asset)
+            continue
+        if progress is not None:
+            await progress(f"scanning {shown}")
+        try:
+            report = await asyncio.to_thread(_scan_one, dest, policy, asset.name)
+        finally:
+            dest.unlink(missing_ok=True)
+        report.path = f"{label}, asset {asset.id}"
+        outcome.report.artifacts.append(report)
+        outcome.scanned.append(asset)
+    return outcome

@@ -10,7 +10,6 @@ job whose builds are still running leaves the check run queued with a plain mess
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import tempfile
 from dataclasses import dataclass, replace
@@ -18,9 +17,8 @@ from pathlib import Path
 from typing import Final
 
 from bot.checks import output
-from bot.checks.hints import CANDIDATE_PATHS, Hints
+from bot.checks.hints import Hints
 from bot.engine.model import ArtifactReport, Finding, Report, Rule, Severity
-from bot.errors import ConfigError
 from bot.events import JobKind
 from bot.github import (
     AuthenticationFailed,
@@ -28,7 +26,6 @@ from bot.github import (
     GitHubClient,
     GitHubError,
     GitHubUnavailable,
-    PermissionMissing,
     RateLimited,
 )
 from bot.handlers.artifacts import (
@@ -42,9 +39,12 @@ from bot.handlers.artifacts import (
     select,
     workflow_runs,
 )
-from bot.handlers.check_runs import ensure_check_run, progress_update, publish
-from bot.handlers.repo_config import CONFIG_PATH, RepoConfig, load_repo_config, read_text_file
+from bot.handlers.check_runs import RESCAN_BUTTON, ensure_check_run, progress_update, publish
+from bot.handlers.repo_config import CONFIG_PATH, RepoConfig, load_repo_config
+from bot.handlers.reporting import hint_files, with_lead
 from bot.jobs import JobContext, RetryLater
+from bot.metrics import findings_by_rule
+from bot.retention import RetainedRef, Retainer, RetentionMeta, retained_ids, retention_note
 from bot.store.base import Job
 
 log = logging.getLogger(__name__)
@@ -69,9 +69,16 @@ class CheckOptions:
 class PullRequestChecks:
     """The `JobHandler` for `check` and `workflow_run` jobs."""
 
-    def __init__(self, app: GitHubApp, options: CheckOptions | None = None) -> None:
+    def __init__(
+        self,
+        app: GitHubApp,
+        options: CheckOptions | None = None,
+        *,
+        retainer: Retainer | None = None,
+    ) -> None:
         self._app = app
         self._options = options or CheckOptions()
+        self._retainer = retainer
 
     # --- JobHandler ---------------------------------------------------------------------------
 
@@ -162,11 +169,34 @@ class PullRequestChecks:
             await publish(gh, repository, check_run_id, update)
             return "neutral: no artifact to scan"
 
+        check_run_url: str | None = None
+        retained: list[RetainedRef] = []
+
         async def progress(message: str) -> None:
+            nonlocal check_run_url
             await ctx.audit(
                 "scanning" if message.startswith("scanning") else "downloading", message
             )
-            await publish(gh, repository, check_run_id, progress_update(message))
+            url = await publish(gh, repository, check_run_id, progress_update(message))
+            check_run_url = url or check_run_url
+
+        async def keep(artifact: ArtifactInfo, path: Path, report: ArtifactReport) -> None:
+            """Keep a failing artifact for investigation before its download is deleted."""
+            if self._retainer is None:
+                return
+            meta = RetentionMeta.for_job(
+                job,
+                commit=head_sha,
+                workflow_run_id=artifact.run.id,
+                artifact_id=artifact.id,
+                artifact_name=artifact.name,
+                check_run_url=check_run_url,
+            )
+            ref = await self._retainer.retain(
+                path, artifact_report=report, meta=meta, rules=config.policy.retention
+            )
+            if ref is not None:
+                retained.append(ref)
 
         with tempfile.TemporaryDirectory(
             prefix="release-guard-job-", dir=self._options.workdir
@@ -178,8 +208,13 @@ class PullRequestChecks:
                 workdir=Path(workdir),
                 max_bytes=self._options.max_download,
                 progress=progress,
+                on_scanned=keep,
             )
-        return await self._report(gh, job, ctx, check_run_id, config, outcome, completed, context)
+        context = replace(context, retained_id=retained_ids(retained))
+        update_note = retention_note(retained)
+        return await self._report(
+            gh, job, ctx, check_run_id, config, outcome, completed, context, lead=update_note
+        )
 
     async def _report(
         self,
@@ -191,6 +226,8 @@ class PullRequestChecks:
         outcome: ScanOutcome,
         runs: list[RunInfo],
         context: output.SummaryContext,
+        *,
+        lead: str | None = None,
     ) -> str:
         repository = job.repository
         report = outcome.report
@@ -214,10 +251,11 @@ class PullRequestChecks:
         context = output.SummaryContext(
             head_sha=context.head_sha,
             job_id=context.job_id,
+            retained_id=context.retained_id,
             skipped=skipped,
             run=_shown(runs)[0] if len(runs) == 1 else None,
         )
-        files = await self._hint_files(gh, repository, _head_sha(job), report)
+        files = await hint_files(gh, repository, _head_sha(job), report)
         update = output.scan_result(
             _failing_if_too_large(report, outcome),
             locate=Hints(files),
@@ -226,32 +264,17 @@ class PullRequestChecks:
         )
         if len(update.annotations) > MAX_ANNOTATIONS:
             update = replace(update, annotations=update.annotations[:MAX_ANNOTATIONS])
+        if lead is not None:
+            update = with_lead(update, lead)
         await ctx.audit(
             "reporting",
             f"{update.conclusion}: {update.output.title}",
             summary=report.summary,
             annotations=len(update.annotations),
+            findings_by_rule=findings_by_rule(report),
         )
-        await publish(gh, repository, check_run_id, update)
+        await publish(gh, repository, check_run_id, update, actions=(RESCAN_BUTTON,))
         return f"{update.conclusion}: {update.output.title}"
-
-    async def _hint_files(
-        self, gh: GitHubClient, repository: str, head_sha: str, report: Report
-    ) -> dict[str, str]:
-        """Fetch the repository files that can explain a finding (only when there is one)."""
-        if not report.findings:
-            return {}
-        limit = asyncio.Semaphore(_HINT_FETCHES)
-
-        async def fetch(path: str) -> tuple[str, str | None]:
-            async with limit:
-                try:
-                    return path, await read_text_file(gh, repository, path, head_sha)
-                except (ConfigError, PermissionMissing):
-                    return path, None
-
-        fetched = await asyncio.gather(*(fetch(path) for path in CANDIDATE_PATHS))
-        return {path: text for path, text in fetched if text is not None}
 
 
 def _head_sha(job: Job) -> str:

@@ -16,7 +16,7 @@ from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from enum import StrEnum
-from typing import Any, Protocol
+from typing import Any, Protocol, runtime_checkable
 
 from bot.errors import ReleaseGuardError
 from bot.events import JobKind, JobSpec, JSONValue
@@ -187,3 +187,181 @@ class Store(Protocol):
 
     async def audit_trail(self, job_id: int) -> list[AuditEvent]:
         """Return a job's audit events, oldest first."""
+
+
+# -- retained artifacts (issue 5) ---------------------------------------------------------------
+
+
+class RetainedState(StrEnum):
+    """Where a retained artifact's bytes are.
+
+    KEPT: in the artifact store, verified against the digest. PENDING: the store failed; the
+    bytes wait in a local spool and the retention is retried. FAILED: the bytes could not be
+    kept at all (the store and the spool both failed); only the metadata remains.
+    """
+
+    KEPT = "kept"
+    PENDING = "pending"
+    FAILED = "failed"
+
+
+@dataclass(frozen=True, slots=True)
+class Sighting:
+    """One scan that found a retained artifact failing: where it came from, and what it found."""
+
+    seen_at: float
+    artifact_name: str
+    installation_id: int | None = None
+    event: str | None = None
+    delivery_id: str | None = None
+    job_id: int | None = None
+    pull_request: int | None = None
+    release: str | None = None
+    workflow_run_id: int | None = None
+    artifact_id: int | None = None
+    check_run_url: str | None = None
+    findings: tuple[dict[str, Any], ...] = ()
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "seen_at": iso_time(self.seen_at),
+            "artifact_name": self.artifact_name,
+            "installation_id": self.installation_id,
+            "event": self.event,
+            "delivery_id": self.delivery_id,
+            "job_id": self.job_id,
+            "pull_request": self.pull_request,
+            "release": self.release,
+            "workflow_run_id": self.workflow_run_id,
+            "artifact_id": self.artifact_id,
+            "check_run_url": self.check_run_url,
+            "findings": list(self.findings),
+        }
+
+
+@dataclass(frozen=True, slots=True)
+class RetainedRecord:
+    """The metadata of one retained artifact: one per (repository, commit, digest).
+
+    The bytes are stored once per digest, whatever the number of records that name it. A
+    later scan of the same bytes for the same commit adds a `Sighting` and extends
+    `expires_at` instead of keeping a second copy. `sightings` is filled by `get_retained`
+    only; listings leave it empty and give `sighting_count`.
+    """
+
+    id: str
+    digest: str
+    size: int
+    repository: str
+    commit: str
+    artifact_name: str
+    state: RetainedState
+    kept_at: float
+    expires_at: float
+    last_seen_at: float
+    attempts: int = 0
+    next_attempt_at: float | None = None
+    last_error: str | None = None
+    spool_path: str | None = None
+    sighting_count: int = 0
+    sightings: tuple[Sighting, ...] = ()
+
+    def to_json(self) -> dict[str, Any]:
+        """Return the record as JSON-able data (the `retained show --json` shape)."""
+        return {
+            "id": self.id,
+            "sha256": self.digest,
+            "size": self.size,
+            "repository": self.repository,
+            "commit": self.commit,
+            "artifact_name": self.artifact_name,
+            "state": self.state.value,
+            "kept_at": iso_time(self.kept_at),
+            "expires_at": iso_time(self.expires_at),
+            "last_seen_at": iso_time(self.last_seen_at),
+            "attempts": self.attempts,
+            "next_attempt_at": iso_time(self.next_attempt_at),
+            "last_error": self.last_error,
+            "sighting_count": self.sighting_count,
+            "sightings": [sighting.to_json() for sighting in self.sightings],
+        }
+
+
+@dataclass(frozen=True, slots=True)
+class RetainedFilter:
+    """Which records `list_retained` returns (every field narrows; None: any)."""
+
+    repository: str | None = None
+    """`owner/name`, compared without regard to case."""
+    commit: str | None = None
+    """A commit SHA or a prefix of one."""
+    since: float | None = None
+    """Seen at or after this time."""
+    until: float | None = None
+    """Kept at or before this time."""
+    state: RetainedState | None = None
+    digest: str | None = None
+    limit: int | None = 100
+
+
+class AmbiguousId(StoreError):
+    """An id prefix names more than one retained artifact."""
+
+
+@runtime_checkable
+class RetentionIndex(Protocol):
+    """The metadata index of the artifact store, kept in the same database as the jobs.
+
+    A separate protocol from `Store` so that the job queue stays small; the SQLite store
+    implements both, and a PostgreSQL backend is expected to do the same. The index never
+    touches the bytes: `bot.retention` keeps those in the artifact store.
+    """
+
+    async def upsert_retained(
+        self, record: RetainedRecord, sighting: Sighting
+    ) -> tuple[RetainedRecord, bool]:
+        """Insert `record`, or merge it into the record that has its id; add the sighting.
+
+        Merging keeps the better state (kept over pending over failed), the later
+        `expires_at` and `last_seen_at`, and skips a sighting already recorded for the same
+        delivery, job and artifact (a retried job). Returns the record as stored and whether
+        it was created.
+        """
+
+    async def update_retained(
+        self,
+        retained_id: str,
+        *,
+        state: RetainedState,
+        attempts: int,
+        next_attempt_at: float | None,
+        last_error: str | None,
+        spool_path: str | None,
+    ) -> None:
+        """Set a record's retention state (a retry that succeeded or failed again)."""
+
+    async def get_retained(self, retained_id: str) -> RetainedRecord | None:
+        """Return one record with its sightings, by id or unique id prefix (AmbiguousId)."""
+
+    async def list_retained(self, query: RetainedFilter) -> list[RetainedRecord]:
+        """Return matching records, most recently seen first, without their sightings."""
+
+    async def due_retained(self, now: float) -> list[RetainedRecord]:
+        """Return the pending records whose next retry is due."""
+
+    async def delete_retained(self, retained_ids: Collection[str]) -> set[str]:
+        """Delete records (and their sightings); return the digests no record names any more."""
+
+    async def referenced_digests(self) -> set[str]:
+        """Return every digest that some record names."""
+
+    async def audit(
+        self,
+        job_id: int | None,
+        stage: str,
+        message: str,
+        data: Mapping[str, Any] | None = None,
+        *,
+        delivery_id: str | None = None,
+    ) -> None:
+        """Append one event to the audit trail (the same method as `Store.audit`)."""

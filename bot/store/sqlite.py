@@ -11,12 +11,14 @@
 - Writes run in `BEGIN IMMEDIATE` transactions: a second process waits for the write lock
   (busy timeout) instead of failing when a read transaction would have to upgrade.
 - `audit_events` is append-only: triggers abort any UPDATE or DELETE on it.
+- It is also the `RetentionIndex` (schema version 2): the metadata of retained artifacts.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import functools
 import json
 import sqlite3
@@ -28,11 +30,16 @@ from typing import Any, Final, TypeVar
 
 from bot.events import JobKind, JobSpec
 from bot.store.base import (
+    AmbiguousId,
     AuditEvent,
     Delivery,
     Job,
     JobState,
     LeaseLost,
+    RetainedFilter,
+    RetainedRecord,
+    RetainedState,
+    Sighting,
     StoreError,
     StoreMissing,
 )
@@ -90,7 +97,49 @@ MIGRATIONS: Final[tuple[tuple[str, ...], ...]] = (
         """CREATE TRIGGER audit_events_no_delete BEFORE DELETE ON audit_events
             BEGIN SELECT RAISE(ABORT, 'audit_events is append-only'); END""",
     ),
+    # 2: the index of retained artifacts (issue 5); the bytes live in ARTIFACT_STORE.
+    (
+        """CREATE TABLE retained (
+            id TEXT PRIMARY KEY,
+            digest TEXT NOT NULL,
+            size INTEGER NOT NULL,
+            repository TEXT NOT NULL,
+            head_sha TEXT NOT NULL,
+            artifact_name TEXT NOT NULL,
+            state TEXT NOT NULL CHECK (state IN ('kept', 'pending', 'failed')),
+            kept_at REAL NOT NULL,
+            expires_at REAL NOT NULL,
+            last_seen_at REAL NOT NULL,
+            attempts INTEGER NOT NULL DEFAULT 0,
+            next_attempt_at REAL,
+            last_error TEXT,
+            spool_path TEXT
+        )""",
+        "CREATE INDEX retained_by_digest ON retained (digest)",
+        "CREATE INDEX retained_by_repository ON retained (repository COLLATE NOCASE, head_sha)",
+        "CREATE INDEX retained_due ON retained (state, next_attempt_at)",
+        """CREATE TABLE retained_sightings (
+            id INTEGER PRIMARY KEY,
+            retained_id TEXT NOT NULL REFERENCES retained (id) ON DELETE CASCADE,
+            seen_at REAL NOT NULL,
+            artifact_name TEXT NOT NULL,
+            installation_id INTEGER,
+            event TEXT,
+            delivery_id TEXT,
+            job_id INTEGER,
+            pull_request INTEGER,
+            release TEXT,
+            workflow_run_id INTEGER,
+            artifact_id INTEGER,
+            check_run_url TEXT,
+            findings TEXT NOT NULL DEFAULT '[]'
+        )""",
+        "CREATE INDEX retained_sightings_by_record ON retained_sightings (retained_id, id)",
+    ),
 )
+
+_STATE_RANK: Final = {RetainedState.FAILED: 0, RetainedState.PENDING: 1, RetainedState.KEPT: 2}
+"""A merge keeps the better state: bytes kept beat bytes waiting, which beat bytes lost."""
 
 _PENDING: Final = "state IN ('queued', 'running')"
 
@@ -630,6 +679,252 @@ class SqliteStore:
             for row in rows
         ]
 
+    # -- retained artifacts (RetentionIndex) ---------------------------------------------------
+
+    async def upsert_retained(
+        self, record: RetainedRecord, sighting: Sighting
+    ) -> tuple[RetainedRecord, bool]:
+        return await self._call(self._upsert_retained_sync, record, sighting)
+
+    def _upsert_retained_sync(
+        self, record: RetainedRecord, sighting: Sighting
+    ) -> tuple[RetainedRecord, bool]:
+        with self._write() as conn:
+            row = conn.execute("SELECT * FROM retained WHERE id = ?", (record.id,)).fetchone()
+            created = row is None
+            if row is None:
+                conn.execute(
+                    "INSERT INTO retained (id, digest, size, repository, head_sha, artifact_name,"
+                    " state, kept_at, expires_at, last_seen_at, attempts, next_attempt_at,"
+                    " last_error, spool_path) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                    (
+                        record.id,
+                        record.digest,
+                        record.size,
+                        record.repository,
+                        record.commit,
+                        record.artifact_name,
+                        record.state.value,
+                        record.kept_at,
+                        record.expires_at,
+                        record.last_seen_at,
+                        record.attempts,
+                        record.next_attempt_at,
+                        record.last_error,
+                        record.spool_path,
+                    ),
+                )
+            else:
+                existing = _retained(row)
+                better = _STATE_RANK[record.state] > _STATE_RANK[existing.state]
+                source = record if better else existing
+                conn.execute(
+                    "UPDATE retained SET state = ?, expires_at = max(expires_at, ?),"
+                    " last_seen_at = max(last_seen_at, ?), attempts = ?, next_attempt_at = ?,"
+                    " last_error = ?, spool_path = ? WHERE id = ?",
+                    (
+                        source.state.value,
+                        record.expires_at,
+                        record.last_seen_at,
+                        source.attempts,
+                        source.next_attempt_at,
+                        source.last_error,
+                        source.spool_path,
+                        record.id,
+                    ),
+                )
+            if not self._seen_before(conn, record.id, sighting):
+                self._insert_sighting(conn, record.id, sighting)
+            stored = self._retained_by_id(conn, record.id)
+        if stored is None:  # pragma: no cover - written in the same transaction
+            raise StoreError(f"retained artifact {record.id} vanished while it was written")
+        return stored, created
+
+    @staticmethod
+    def _seen_before(conn: sqlite3.Connection, retained_id: str, sighting: Sighting) -> bool:
+        """Whether a retried job already recorded this sighting (same delivery, job, artifact)."""
+        if sighting.delivery_id is None and sighting.job_id is None:
+            return False
+        found = conn.execute(
+            "SELECT 1 FROM retained_sightings WHERE retained_id = ? AND delivery_id IS ?"
+            " AND job_id IS ? AND artifact_id IS ? AND artifact_name = ?",
+            (
+                retained_id,
+                sighting.delivery_id,
+                sighting.job_id,
+                sighting.artifact_id,
+                sighting.artifact_name,
+            ),
+        ).fetchone()
+        return found is not None
+
+    @staticmethod
+    def _insert_sighting(conn: sqlite3.Connection, retained_id: str, sighting: Sighting) -> None:
+        conn.execute(
+            "INSERT INTO retained_sightings (retained_id, seen_at, artifact_name,"
+            " installation_id, event, delivery_id, job_id, pull_request, release,"
+            " workflow_run_id, artifact_id, check_run_url, findings)"
+            " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            (
+                retained_id,
+                sighting.seen_at,
+                sighting.artifact_name,
+                sighting.installation_id,
+                sighting.event,
+                sighting.delivery_id,
+                sighting.job_id,
+                sighting.pull_request,
+                sighting.release,
+                sighting.workflow_run_id,
+                sighting.artifact_id,
+                sighting.check_run_url,
+                json.dumps(list(sighting.findings), default=str),
+            ),
+        )
+
+    _RETAINED_COLUMNS: Final = (
+        "retained.*, (SELECT count(*) FROM retained_sightings s"
+        " WHERE s.retained_id = retained.id) AS sighting_count"
+    )
+
+    def _retained_by_id(self, conn: sqlite3.Connection, retained_id: str) -> RetainedRecord | None:
+        row = conn.execute(
+            f"SELECT {self._RETAINED_COLUMNS} FROM retained WHERE id = ?", (retained_id,)
+        ).fetchone()
+        return None if row is None else _retained(row)
+
+    async def update_retained(
+        self,
+        retained_id: str,
+        *,
+        state: RetainedState,
+        attempts: int,
+        next_attempt_at: float | None,
+        last_error: str | None,
+        spool_path: str | None,
+    ) -> None:
+        await self._call(
+            self._update_retained_sync,
+            retained_id,
+            state,
+            attempts,
+            next_attempt_at,
+            last_error,
+            spool_path,
+        )
+
+    def _update_retained_sync(
+        self,
+        retained_id: str,
+        state: RetainedState,
+        attempts: int,
+        next_attempt_at: float | None,
+        last_error: str | None,
+        spool_path: str | None,
+    ) -> None:
+        with self._write() as conn:
+            conn.execute(
+                "UPDATE retained SET state = ?, attempts = ?, next_attempt_at = ?,"
+                " last_error = ?, spool_path = ? WHERE id = ?",
+                (state.value, attempts, next_attempt_at, last_error, spool_path, retained_id),
+            )
+
+    async def get_retained(self, retained_id: str) -> RetainedRecord | None:
+        return await self._call(self._get_retained_sync, retained_id)
+
+    def _get_retained_sync(self, retained_id: str) -> RetainedRecord | None:
+        conn = self._db
+        record = self._retained_by_id(conn, retained_id)
+        if record is None and retained_id:
+            rows = conn.execute(
+                "SELECT id FROM retained WHERE substr(id, 1, ?) = ? ORDER BY id LIMIT 2",
+                (len(retained_id), retained_id),
+            ).fetchall()
+            if len(rows) > 1:
+                raise AmbiguousId(f"{retained_id!r} names more than one retained artifact")
+            record = self._retained_by_id(conn, rows[0]["id"]) if rows else None
+        if record is None:
+            return None
+        sightings = conn.execute(
+            "SELECT * FROM retained_sightings WHERE retained_id = ? ORDER BY id", (record.id,)
+        ).fetchall()
+        return dataclasses.replace(record, sightings=tuple(_sighting(row) for row in sightings))
+
+    async def list_retained(self, query: RetainedFilter) -> list[RetainedRecord]:
+        return await self._call(self._list_retained_sync, query)
+
+    def _list_retained_sync(self, query: RetainedFilter) -> list[RetainedRecord]:
+        where: list[str] = []
+        params: list[Any] = []
+        if query.repository is not None:
+            where.append("repository = ? COLLATE NOCASE")
+            params.append(query.repository)
+        if query.commit is not None:
+            where.append("substr(head_sha, 1, ?) = ?")
+            params += [len(query.commit), query.commit.lower()]
+        if query.since is not None:
+            where.append("last_seen_at >= ?")
+            params.append(query.since)
+        if query.until is not None:
+            where.append("kept_at <= ?")
+            params.append(query.until)
+        if query.state is not None:
+            where.append("state = ?")
+            params.append(query.state.value)
+        if query.digest is not None:
+            where.append("digest = ?")
+            params.append(query.digest.lower())
+        sql = f"SELECT {self._RETAINED_COLUMNS} FROM retained"
+        if where:
+            sql += " WHERE " + " AND ".join(where)
+        sql += " ORDER BY last_seen_at DESC, id"
+        if query.limit is not None:
+            sql += " LIMIT ?"
+            params.append(query.limit)
+        return [_retained(row) for row in self._db.execute(sql, params).fetchall()]
+
+    async def due_retained(self, now: float) -> list[RetainedRecord]:
+        return await self._call(self._due_retained_sync, now)
+
+    def _due_retained_sync(self, now: float) -> list[RetainedRecord]:
+        rows = self._db.execute(
+            f"SELECT {self._RETAINED_COLUMNS} FROM retained WHERE state = 'pending'"
+            " AND coalesce(next_attempt_at, 0) <= ? ORDER BY next_attempt_at, id",
+            (now,),
+        ).fetchall()
+        return [_retained(row) for row in rows]
+
+    async def delete_retained(self, retained_ids: Collection[str]) -> set[str]:
+        if not retained_ids:
+            return set()
+        return await self._call(self._delete_retained_sync, tuple(retained_ids))
+
+    def _delete_retained_sync(self, ids: tuple[str, ...]) -> set[str]:
+        digests: set[str] = set()
+        with self._write() as conn:
+            for start in range(0, len(ids), 500):
+                batch = ids[start : start + 500]
+                marks = ", ".join("?" for _ in batch)
+                digests.update(
+                    row[0]
+                    for row in conn.execute(
+                        f"DELETE FROM retained WHERE id IN ({marks}) RETURNING digest", batch
+                    ).fetchall()
+                )
+            still = {
+                row[0]
+                for row in conn.execute("SELECT DISTINCT digest FROM retained").fetchall()
+                if row[0] in digests
+            }
+        return digests - still
+
+    async def referenced_digests(self) -> set[str]:
+        return await self._call(self._referenced_digests_sync)
+
+    def _referenced_digests_sync(self) -> set[str]:
+        rows = self._db.execute("SELECT DISTINCT digest FROM retained").fetchall()
+        return {row[0] for row in rows}
+
     # -- for tests and tools -------------------------------------------------------------------
 
     async def execute(self, sql: str, params: Sequence[Any] = ()) -> list[tuple[Any, ...]]:
@@ -660,4 +955,42 @@ def _job(row: sqlite3.Row) -> Job:
         created_at=row["created_at"],
         updated_at=row["updated_at"],
         result_summary=row["result_summary"],
+    )
+
+
+def _retained(row: sqlite3.Row) -> RetainedRecord:
+    keys = row.keys()
+    return RetainedRecord(
+        id=row["id"],
+        digest=row["digest"],
+        size=row["size"],
+        repository=row["repository"],
+        commit=row["head_sha"],
+        artifact_name=row["artifact_name"],
+        state=RetainedState(row["state"]),
+        kept_at=row["kept_at"],
+        expires_at=row["expires_at"],
+        last_seen_at=row["last_seen_at"],
+        attempts=row["attempts"],
+        next_attempt_at=row["next_attempt_at"],
+        last_error=row["last_error"],
+        spool_path=row["spool_path"],
+        sighting_count=row["sighting_count"] if "sighting_count" in keys else 0,
+    )
+
+
+def _sighting(row: sqlite3.Row) -> Sighting:
+    return Sighting(
+        seen_at=row["seen_at"],
+        artifact_name=row["artifact_name"],
+        installation_id=row["installation_id"],
+        event=row["event"],
+        delivery_id=row["delivery_id"],
+        job_id=row["job_id"],
+        pull_request=row["pull_request"],
+        release=row["release"],
+        workflow_run_id=row["workflow_run_id"],
+        artifact_id=row["artifact_id"],
+        check_run_url=row["check_run_url"],
+        findings=tuple(json.loads(row["findings"])),
     )

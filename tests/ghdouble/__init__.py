@@ -1,1 +1,1 @@
-"""A GitHub REST API test double on loopback (see fixtures.py for how tests use it)."""
+"""pytest fixtures for the GitHub double (`bot.double`): see fixtures.py."""

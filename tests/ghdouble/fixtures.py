@@ -19,10 +19,10 @@ import aiohttp
 import pytest
 import pytest_asyncio
 
+from bot.double.helpers import SleepRecorder, make_keypair
+from bot.double.server import GitHubDouble
 from bot.github import GitHubApp, RetryPolicy
 from bot.secrets import PrivateKey
-from tests.ghdouble.helpers import SleepRecorder, make_keypair
-from tests.ghdouble.server import GitHubDouble
 
 
 @pytest.fixture(scope="session")

@@ -17,9 +17,8 @@ from typing import Any, Final, Literal
 
 from aiohttp import web
 
-from bot.secrets import PrivateKey
-from tests.ghdouble import credentials
-from tests.ghdouble.faults import (
+from bot.double import credentials
+from bot.double.faults import (
     PRIMARY_DOCS,
     SECONDARY_DOCS,
     SECONDARY_MESSAGE,
@@ -32,11 +31,11 @@ from tests.ghdouble.faults import (
     ServerError,
     Slow,
 )
-from tests.ghdouble.http import error, json_response, not_found
-from tests.ghdouble.payloads import Payloads
-from tests.ghdouble.routes import ROUTES, Context, Route
-from tests.ghdouble.spec import NO_BODY, load_operations, validate
-from tests.ghdouble.state import (
+from bot.double.http import error, json_response, not_found
+from bot.double.payloads import Payloads
+from bot.double.routes import ROUTES, Context, Route
+from bot.double.spec import NO_BODY, load_operations, validate
+from bot.double.state import (
     DEFAULT_PERMISSIONS,
     AnnotatedTag,
     Artifact,
@@ -50,7 +49,9 @@ from tests.ghdouble.state import (
     WorkflowRun,
     fake_sha,
 )
-from tests.ghdouble.storage import Storage
+from bot.double.storage import Storage
+from bot.double.web import WebPages
+from bot.secrets import PrivateKey
 
 HOST: Final = "127.0.0.1"
 RATE_LIMIT: Final = 5000
@@ -136,6 +137,7 @@ class GitHubDouble:
     violations_allowed: bool = False
     api_url: str = ""
     storage_url: str = ""
+    web_url: str = ""  # the github.com pages of the App manifest flow (`web.py`)
 
     def __post_init__(self) -> None:
         self._runners: list[web.AppRunner] = []
@@ -143,6 +145,7 @@ class GitHubDouble:
         self._rate: dict[object, tuple[int, float]] = {}
         self.payloads = Payloads(api_url="", storage_url="", app_id=0, app_slug="")
         self.storage = Storage(clock=self.now, lookup=self._blob)
+        self.pages = WebPages(self)
 
     # --- lifecycle -------------------------------------------------------------------
 
@@ -160,6 +163,7 @@ class GitHubDouble:
         self.api_url = await self._listen(api)
         self.storage_url = await self._listen(storage)
         self.storage.base_url = self.storage_url
+        self.web_url = await self._listen(self.pages.app())
         self.payloads = Payloads(
             api_url=self.api_url,
             storage_url=self.storage_url,
@@ -508,6 +512,8 @@ class GitHubDouble:
     def _authenticate(
         self, request: web.Request, spec: Route, record: RecordedRequest
     ) -> tuple[int | None, Repository | None, object]:
+        if spec.auth == "none":
+            return None, None, "anonymous"
         presented = credentials.presented(request.headers.get("Authorization"))
         if presented is None:
             raise _Denied(error(401, "Requires authentication"))

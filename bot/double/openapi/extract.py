@@ -9,8 +9,8 @@ so that the double can validate requests with `jsonschema` and shape its answers
 
 Usage (needs `npm` and the npm registry; tests never run this):
 
-    .venv/bin/python tests/ghdouble/openapi/extract.py         # npm pack the pinned version
-    .venv/bin/python tests/ghdouble/openapi/extract.py --tarball octokit-openapi-23.0.2.tgz
+    .venv/bin/python bot/double/openapi/extract.py         # npm pack the pinned version
+    .venv/bin/python bot/double/openapi/extract.py --tarball octokit-openapi-23.0.2.tgz
 
 Bump `VERSION` and `TARBALL_SHA256` together (`npm view @octokit/openapi@X dist` shows the
 registry's sha1; the script prints the sha256 it saw), then update README.md.
@@ -58,6 +58,7 @@ OPERATIONS: Final = (
     ("GET", "/repos/{owner}/{repo}/collaborators/{username}/permission"),
     ("POST", "/repos/{owner}/{repo}/issues/{issue_number}/comments"),
     ("POST", "/repos/{owner}/{repo}/issues/comments/{comment_id}/reactions"),
+    ("POST", "/app-manifests/{code}/conversions"),
 )
 
 MAX_REF_DEPTH: Final = 8

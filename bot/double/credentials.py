@@ -15,7 +15,7 @@ from typing import Final
 
 import jwt
 
-from tests.ghdouble.state import IssuedToken, State
+from bot.double.state import IssuedToken, State
 
 MAX_JWT_LIFETIME: Final = 600
 TOKEN_ALPHABET: Final = string.ascii_letters + string.digits

@@ -14,8 +14,8 @@ import hashlib
 from datetime import UTC, datetime
 from typing import Any
 
-from tests.ghdouble.spec import load_operations
-from tests.ghdouble.state import (
+from bot.double.spec import load_operations
+from bot.double.state import (
     AnnotatedTag,
     Artifact,
     CheckRun,
@@ -116,6 +116,35 @@ class Payloads:
             permissions=dict(permissions),
             repository_selection="all",
         )
+        return out
+
+    def from_manifest(
+        self,
+        manifest: dict[str, Any],
+        *,
+        pem: str,
+        webhook_secret: str,
+        html_url: str,
+        owner: str | None,
+    ) -> dict[str, Any]:
+        """The App GitHub registered from `manifest`, with its one-time credentials."""
+        out: dict[str, Any] = self.example("POST /app-manifests/{code}/conversions")
+        out.update(
+            id=self.app_id,
+            slug=self.app_slug,
+            name=manifest.get("name", self.app_slug),
+            description=manifest.get("description", ""),
+            external_url=manifest.get("url", ""),
+            html_url=html_url,
+            events=list(manifest.get("default_events", [])),
+            permissions=dict(manifest.get("default_permissions", {})),
+            pem=pem,
+            webhook_secret=webhook_secret,
+            client_id="Iv1." + hashlib.sha256(pem.encode()).hexdigest()[:16],
+            client_secret=hashlib.sha256(webhook_secret.encode()).hexdigest()[:40],
+        )
+        if owner is not None:
+            out["owner"] = self._user(out.get("owner"), owner)
         return out
 
     # --- Actions ---------------------------------------------------------------------

@@ -16,13 +16,13 @@ from typing import TYPE_CHECKING, Any, Literal
 
 from aiohttp import web
 
-from tests.ghdouble import credentials
-from tests.ghdouble.http import error, json_response, not_found, paginate
-from tests.ghdouble.payloads import iso
-from tests.ghdouble.state import CheckRun, Comment, Reaction, Repository
+from bot.double import credentials
+from bot.double.http import error, json_response, not_found, paginate
+from bot.double.payloads import iso
+from bot.double.state import CheckRun, Comment, Reaction, Repository
 
 if TYPE_CHECKING:
-    from tests.ghdouble.server import GitHubDouble
+    from bot.double.server import GitHubDouble
 
 
 @dataclass
@@ -57,7 +57,7 @@ class Route:
     method: str
     path: str
     handler: Handler
-    auth: Literal["app", "installation"]
+    auth: Literal["app", "installation", "none"]
     permissions: tuple[Permission, ...]
 
 
@@ -68,7 +68,7 @@ def route(
     method: str,
     path: str,
     *,
-    auth: Literal["app", "installation"] = "installation",
+    auth: Literal["app", "installation", "none"] = "installation",
     permissions: tuple[Permission, ...] = (),
 ) -> Callable[[Handler], Handler]:
     def register(handler: Handler) -> Handler:
@@ -109,6 +109,26 @@ async def create_access_token(ctx: Context) -> web.StreamResponse:
     double.tokens_issued.append(installation.id)
     return json_response(
         double.payloads.access_token(token, issued.expires_at, permissions), status=201
+    )
+
+
+@route("POST", "/app-manifests/{code}/conversions", auth="none")
+async def create_from_manifest(ctx: Context) -> web.StreamResponse:
+    """Convert a code the manifest pages gave (once) into the App's credentials."""
+    double = ctx.double
+    registration = double.pages.by_code(ctx.params["code"])
+    if registration is None or registration.converted:
+        return not_found()
+    registration.converted = True
+    return json_response(
+        double.payloads.from_manifest(
+            registration.manifest,
+            pem=double.private_key.reveal().decode(),
+            webhook_secret=registration.webhook_secret,
+            html_url=f"{double.web_url}/apps/{double.app_slug}",
+            owner=registration.owner,
+        ),
+        status=201,
     )
 
 
