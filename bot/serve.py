@@ -82,8 +82,8 @@ def build_handler(
         {
             JobKind.CHECK: checks,
             JobKind.WORKFLOW_RUN: checks,
-            JobKind.RELEASE: ReleaseChecks(app),
-            JobKind.DEPLOYMENT_GATE: DeploymentGates(app),
+            JobKind.RELEASE: ReleaseChecks(app, retainer=retainer),
+            JobKind.DEPLOYMENT_GATE: DeploymentGates(app, retainer=retainer),
             # Rescans run the pull-request check itself, through the same handler.
             JobKind.COMMENT_COMMAND: RescanCommands(app, checks),
         }

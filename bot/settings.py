@@ -60,6 +60,9 @@ app.yml and open it in a browser.
 README.md ("Run the GitHub App") walks through it."""
 
 
+_AWS_SECRET_VARIABLES: Final = ("AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN")
+
+
 class SettingsError(ReleaseGuardError):
     """A setting is missing or has a value that cannot be used; the message names it."""
 
@@ -141,6 +144,11 @@ class Settings:
             password = urlsplit(self.database.url.reveal()).password
             if password:
                 found.append(password)
+        # The artifact store's S3 credentials come from the standard AWS variables.
+        for name in _AWS_SECRET_VARIABLES:
+            value = os.environ.get(name)
+            if value:
+                found.append(value)
         return found
 
     def require_app(self) -> tuple[int, PrivateKey]:

@@ -38,6 +38,9 @@ async def test_the_demo_runs_as_designed_and_leaves_its_jobs(tmp_path: Path) -> 
     assert "reaction eyes" in text
     assert "The demo ran as designed." in text
     assert "annotation failure package.json:" in text
+    # Both failing uploads are kept: the pull request's artifact and the release's asset.
+    assert "npm-package" in text.split("== 5.")[1]
+    assert "leaky-cli-1.0.0.tgz" in text.split("== 5.")[1]
     store = store_for(settings, create=False)
     await store.open()
     try:

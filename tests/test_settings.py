@@ -297,3 +297,9 @@ def test_for_data_dir_builds_test_settings(tmp_path: Path) -> None:
 )
 def test_is_loopback(host: str, loopback: bool) -> None:
     assert is_loopback(host) is loopback
+
+
+def test_aws_secrets_are_masked_in_logs(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "wJalrXUtnFEMI-test-only-value")
+    settings = Settings.for_data_dir(tmp_path)
+    assert "wJalrXUtnFEMI-test-only-value" in settings.secret_values()

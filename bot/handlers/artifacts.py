@@ -27,6 +27,7 @@ _SAFE_NAME = re.compile(r"[^A-Za-z0-9._-]+")
 
 Progress = Callable[[str], Awaitable[None]]
 OnScanned = Callable[["ArtifactInfo", Path, ArtifactReport], Awaitable[None]]
+OnScannedAsset = Callable[["AssetInfo", Path, ArtifactReport], Awaitable[None]]
 """Called with each scanned artifact, its downloaded file and its report, before the file is
 deleted (retention keeps a failing artifact from there, see `bot.retention.Retainer`)."""
 
@@ -257,6 +258,7 @@ async def scan_assets(
     label: str,
     max_bytes: int = DEFAULT_MAX_DOWNLOAD,
     progress: Progress | None = None,
+    on_scanned: OnScannedAsset | None = None,
 ) -> AssetOutcome:
     """Download each release asset into `workdir`, scan it under its own name, delete it.
 
@@ -286,9 +288,11 @@ async def scan_assets(
             await progress(f"scanning {shown}")
         try:
             report = await asyncio.to_thread(_scan_one, dest, policy, asset.name)
+            report.path = f"{label}, asset {asset.id}"
+            if on_scanned is not None:
+                await on_scanned(asset, dest, report)
         finally:
             dest.unlink(missing_ok=True)
-        report.path = f"{label}, asset {asset.id}"
         outcome.report.artifacts.append(report)
         outcome.scanned.append(asset)
     return outcome

@@ -15,6 +15,7 @@ retries) all reject, with the reason in the answer's comment.
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import re
 import tempfile
@@ -37,7 +38,7 @@ from bot.handlers.artifacts import (
     scan_artifacts,
     select,
 )
-from bot.handlers.check_runs import ensure_check_run, progress_update, publish
+from bot.handlers.check_runs import ensure_check_run, publish
 from bot.handlers.repo_config import load_repo_config
 from bot.handlers.reporting import (
     TRANSIENT,
@@ -48,7 +49,9 @@ from bot.handlers.reporting import (
     verdict,
     with_lead,
 )
+from bot.handlers.retaining import Keeper, scan_progress
 from bot.jobs import JobContext
+from bot.retention import Retainer
 from bot.store.base import Job
 
 log = logging.getLogger(__name__)
@@ -138,9 +141,16 @@ class _Decision:
 class DeploymentGates:
     """The `JobHandler` for `deployment_gate` jobs."""
 
-    def __init__(self, app: GitHubApp, options: GateOptions | None = None) -> None:
+    def __init__(
+        self,
+        app: GitHubApp,
+        options: GateOptions | None = None,
+        *,
+        retainer: Retainer | None = None,
+    ) -> None:
         self._app = app
         self._options = options or GateOptions()
+        self._retainer = retainer
 
     def _callback(self, job: Job) -> Callback:
         return parse_callback(
@@ -301,11 +311,9 @@ class DeploymentGates:
                 ),
             )
 
-        async def progress(message: str) -> None:
-            await ctx.audit(
-                "scanning" if message.startswith("scanning") else "downloading", message
-            )
-            await publish(gh, repository, check_run_id, progress_update(message))
+        keeper = Keeper(self._retainer, job, commit=sha, rules=config.policy.retention)
+
+        progress = scan_progress(gh, repository, check_run_id, ctx, keeper)
 
         with tempfile.TemporaryDirectory(
             prefix="release-guard-job-", dir=self._options.workdir
@@ -317,7 +325,9 @@ class DeploymentGates:
                 workdir=Path(workdir),
                 max_bytes=self._options.max_download,
                 progress=progress,
+                on_scanned=keeper.artifact,
             )
+        context = dataclasses.replace(context, retained_id=keeper.retained_id)
         if not outcome.scanned and outcome.expired and not outcome.too_large:
             names = ", ".join(a.name for a in outcome.expired)
             return _Decision(
@@ -373,6 +383,8 @@ class DeploymentGates:
                 f"**Deployment to {env} rejected**: {output.title_for(report)}. Fix what the "
                 "findings below point at, push, and run the workflow again."
             )
+        if keeper.note is not None:
+            lead += "\n\n" + output.md_escape(keeper.note)
         files = await hint_files(gh, repository, sha, report)
         update = verdict(
             report,

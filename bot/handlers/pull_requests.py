@@ -39,12 +39,13 @@ from bot.handlers.artifacts import (
     select,
     workflow_runs,
 )
-from bot.handlers.check_runs import RESCAN_BUTTON, ensure_check_run, progress_update, publish
+from bot.handlers.check_runs import RESCAN_BUTTON, ensure_check_run, publish
 from bot.handlers.repo_config import CONFIG_PATH, RepoConfig, load_repo_config
 from bot.handlers.reporting import hint_files, with_lead
+from bot.handlers.retaining import Keeper, scan_progress
 from bot.jobs import JobContext, RetryLater
 from bot.metrics import findings_by_rule
-from bot.retention import RetainedRef, Retainer, RetentionMeta, retained_ids, retention_note
+from bot.retention import Retainer
 from bot.store.base import Job
 
 log = logging.getLogger(__name__)
@@ -169,34 +170,9 @@ class PullRequestChecks:
             await publish(gh, repository, check_run_id, update)
             return "neutral: no artifact to scan"
 
-        check_run_url: str | None = None
-        retained: list[RetainedRef] = []
+        keeper = Keeper(self._retainer, job, commit=head_sha, rules=config.policy.retention)
 
-        async def progress(message: str) -> None:
-            nonlocal check_run_url
-            await ctx.audit(
-                "scanning" if message.startswith("scanning") else "downloading", message
-            )
-            url = await publish(gh, repository, check_run_id, progress_update(message))
-            check_run_url = url or check_run_url
-
-        async def keep(artifact: ArtifactInfo, path: Path, report: ArtifactReport) -> None:
-            """Keep a failing artifact for investigation before its download is deleted."""
-            if self._retainer is None:
-                return
-            meta = RetentionMeta.for_job(
-                job,
-                commit=head_sha,
-                workflow_run_id=artifact.run.id,
-                artifact_id=artifact.id,
-                artifact_name=artifact.name,
-                check_run_url=check_run_url,
-            )
-            ref = await self._retainer.retain(
-                path, artifact_report=report, meta=meta, rules=config.policy.retention
-            )
-            if ref is not None:
-                retained.append(ref)
+        progress = scan_progress(gh, repository, check_run_id, ctx, keeper)
 
         with tempfile.TemporaryDirectory(
             prefix="release-guard-job-", dir=self._options.workdir
@@ -208,12 +184,11 @@ class PullRequestChecks:
                 workdir=Path(workdir),
                 max_bytes=self._options.max_download,
                 progress=progress,
-                on_scanned=keep,
+                on_scanned=keeper.artifact,
             )
-        context = replace(context, retained_id=retained_ids(retained))
-        update_note = retention_note(retained)
+        context = replace(context, retained_id=keeper.retained_id)
         return await self._report(
-            gh, job, ctx, check_run_id, config, outcome, completed, context, lead=update_note
+            gh, job, ctx, check_run_id, config, outcome, completed, context, lead=keeper.note
         )
 
     async def _report(

@@ -48,7 +48,7 @@ from bot.handlers.artifacts import (
     select,
     workflow_runs,
 )
-from bot.handlers.check_runs import ensure_check_run, progress_update, publish
+from bot.handlers.check_runs import ensure_check_run, publish
 from bot.handlers.repo_config import RepoConfig, load_repo_config
 from bot.handlers.reporting import (
     TRANSIENT,
@@ -59,7 +59,9 @@ from bot.handlers.reporting import (
     verdict,
     with_lead,
 )
+from bot.handlers.retaining import Keeper, scan_progress
 from bot.jobs import JobContext, RetryLater
+from bot.retention import Retainer
 from bot.store.base import Job
 
 log = logging.getLogger(__name__)
@@ -174,14 +176,24 @@ class _Scanned:
     report: Report
     skipped: tuple[output.SkippedArtifact, ...]
     runs: list[RunInfo] = field(default_factory=list)
+    retained_id: str | None = None
+    note: str | None = None
+    """Said in the check run when keeping a failing asset did not succeed."""
 
 
 class ReleaseChecks:
     """The `JobHandler` for `release` jobs."""
 
-    def __init__(self, app: GitHubApp, options: ReleaseOptions | None = None) -> None:
+    def __init__(
+        self,
+        app: GitHubApp,
+        options: ReleaseOptions | None = None,
+        *,
+        retainer: Retainer | None = None,
+    ) -> None:
         self._app = app
         self._options = options or ReleaseOptions()
+        self._retainer = retainer
 
     # --- JobHandler ---------------------------------------------------------------------------
 
@@ -280,7 +292,10 @@ class ReleaseChecks:
             await publish(gh, repository, check_run_id, update)
             return "neutral: the release has no assets"
 
-        scanned = await self._scan(gh, job, ctx, check_run_id, release, config, assets, chosen)
+        keeper = Keeper(self._retainer, job, commit=sha, rules=config.policy.retention)
+        scanned = await self._scan(
+            gh, job, ctx, check_run_id, release, config, assets, chosen, keeper
+        )
         scanned.runs = runs
         return await self._report(gh, job, ctx, check_run_id, release, sha, config, scanned)
 
@@ -330,13 +345,11 @@ class ReleaseChecks:
         config: RepoConfig,
         assets: list[AssetInfo],
         chosen: list[ArtifactInfo],
+        keeper: Keeper,
     ) -> _Scanned:
         repository = job.repository
 
-        async def progress(message: str) -> None:
-            stage = "scanning" if message.startswith("scanning") else "downloading"
-            await ctx.audit(stage, message)
-            await publish(gh, repository, check_run_id, progress_update(message))
+        progress = scan_progress(gh, repository, check_run_id, ctx, keeper)
 
         label = f"release {release.tag_name}"
         ready = [a for a in assets if a.uploaded]
@@ -352,6 +365,7 @@ class ReleaseChecks:
                 label=label,
                 max_bytes=self._options.max_download,
                 progress=progress,
+                on_scanned=keeper.asset,
             )
             built = (
                 await scan_artifacts(
@@ -361,6 +375,7 @@ class ReleaseChecks:
                     workdir=Path(workdir),
                     max_bytes=self._options.max_download,
                     progress=progress,
+                    on_scanned=keeper.artifact,
                 )
                 if chosen
                 else ScanOutcome()
@@ -398,7 +413,9 @@ class ReleaseChecks:
             [output.SkippedArtifact(a.name, "deleted from the release") for a in found.gone]
             + [output.SkippedArtifact(a.name, "expired (workflow artifact)") for a in built.expired]
         )
-        return _Scanned(report=report, skipped=skipped)
+        return _Scanned(
+            report=report, skipped=skipped, retained_id=keeper.retained_id, note=keeper.note
+        )
 
     async def _report(
         self,
@@ -429,13 +446,14 @@ class ReleaseChecks:
         context = output.SummaryContext(
             head_sha=sha,
             job_id=str(job.id),
+            retained_id=scanned.retained_id,
             skipped=scanned.skipped,
             run=shown_runs(scanned.runs)[0] if len(scanned.runs) == 1 else None,
         )
         files = await hint_files(gh, repository, sha, report)
         update = verdict(
             report,
-            lead=blocked.lead,
+            lead=blocked.lead + ("\n\n" + output.md_escape(scanned.note) if scanned.note else ""),
             title_prefix=blocked.title_prefix,
             files=files,
             config=config,
