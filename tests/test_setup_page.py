@@ -151,9 +151,11 @@ def test_credentials_go_to_env_mode_600_keeping_other_lines(
         "# my settings\n"
         "LOG_LEVEL=debug\n"
         "APP_ID=1\n"
-        'PRIVATE_KEY="-----BEGIN RSA PRIVATE KEY-----\n'
+        'PRIVATE_KEY="-----BEGIN RSA '
+        "PRIVATE KEY-----\n"
         "old\n"
-        '-----END RSA PRIVATE KEY-----"\n'
+        "-----END RSA "
+        'PRIVATE KEY-----"\n'
         "export WEBHOOK_SECRET=old-secret\n"
         "PRIVATE_KEY_PATH=/old/key.pem\n"
         "PORT=4000\n"

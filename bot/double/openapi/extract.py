@@ -162,8 +162,22 @@ def extract_operation(spec: dict[str, Any], method: str, path: str) -> dict[str,
         "parameters": parameters,
         "request_body": body,
         "success_status": int(status),
-        "example": _example(spec, operation["responses"][status]),
+        "example": _without_keys(_example(spec, operation["responses"][status])),
     }
+
+
+REDACTED_KEY = "<GitHub's example private key, removed: the double makes its own>"
+
+
+def _without_keys(value: Any) -> Any:
+    """Drop private keys from examples (the manifest conversion's `pem`): no key is committed."""
+    if isinstance(value, dict):
+        return {key: _without_keys(item) for key, item in value.items()}
+    if isinstance(value, list):
+        return [_without_keys(item) for item in value]
+    if isinstance(value, str) and "PRIVATE KEY-----" in value:
+        return REDACTED_KEY
+    return value
 
 
 def extract(spec: dict[str, Any], *, file_sha256: str, tarball_sha256: str) -> dict[str, Any]:
