@@ -18,7 +18,7 @@ from typing import Final
 
 from bot.checks import output
 from bot.checks.hints import Hints
-from bot.engine.model import ArtifactReport, Finding, Report, Rule, Severity
+from bot.engine.model import Report
 from bot.events import JobKind
 from bot.github import (
     AuthenticationFailed,
@@ -41,7 +41,7 @@ from bot.handlers.artifacts import (
 )
 from bot.handlers.check_runs import RESCAN_BUTTON, ensure_check_run, publish
 from bot.handlers.repo_config import CONFIG_PATH, RepoConfig, load_repo_config
-from bot.handlers.reporting import hint_files, with_lead
+from bot.handlers.reporting import hint_files, shown_runs, unscanned, with_lead
 from bot.handlers.retaining import Keeper, scan_progress
 from bot.jobs import JobContext, RetryLater
 from bot.metrics import findings_by_rule
@@ -147,7 +147,7 @@ class PullRequestChecks:
         if job.kind is JobKind.CHECK and running and not completed:
             await ctx.audit("queued", f"waiting for {len(running)} workflow run(s) to complete")
             await publish(
-                gh, repository, check_run_id, output.waiting_for_builds(runs=_shown(running))
+                gh, repository, check_run_id, output.waiting_for_builds(runs=shown_runs(running))
             )
             return "waiting for builds"
 
@@ -164,7 +164,7 @@ class PullRequestChecks:
             update = output.nothing_uploaded(
                 head_sha=head_sha,
                 patterns=name_patterns(config.policy),
-                runs=_shown(completed),
+                runs=shown_runs(completed),
                 other_artifacts=sorted({a.name for a in found}),
             )
             await publish(gh, repository, check_run_id, update)
@@ -208,7 +208,7 @@ class PullRequestChecks:
         report = outcome.report
         if not outcome.scanned and outcome.expired and not outcome.too_large:
             update = output.artifacts_expired(
-                names=[a.name for a in outcome.expired], runs=_shown(runs)
+                names=[a.name for a in outcome.expired], runs=shown_runs(runs)
             )
             await ctx.audit("reporting", "every artifact had expired")
             await publish(gh, repository, check_run_id, update)
@@ -228,7 +228,7 @@ class PullRequestChecks:
             job_id=context.job_id,
             retained_id=context.retained_id,
             skipped=skipped,
-            run=_shown(runs)[0] if len(runs) == 1 else None,
+            run=shown_runs(runs)[0] if len(runs) == 1 else None,
         )
         files = await hint_files(gh, repository, _head_sha(job), report)
         update = output.scan_result(
@@ -258,13 +258,6 @@ def _head_sha(job: Job) -> str:
     return job.head_sha
 
 
-def _shown(runs: list[RunInfo]) -> list[output.WorkflowRun]:
-    return [
-        output.WorkflowRun(name=r.name, url=r.html_url, status=r.conclusion or r.status)
-        for r in runs
-    ]
-
-
 def _fallback_path(files: dict[str, str]) -> str:
     """Where an annotation goes when no repository line explains its finding."""
     return "package.json" if "package.json" in files else CONFIG_PATH
@@ -275,23 +268,11 @@ def _failing_if_too_large(report: Report, outcome: ScanOutcome) -> Report:
     if not outcome.too_large:
         return report
     extra = [
-        ArtifactReport(
-            name=a.name,
-            path=f"workflow run {a.run.id}, artifact {a.id}",
-            sha256=None,
-            size=a.size,
-            files=0,
-            findings=[
-                Finding(
-                    rule=Rule.ARCHIVE_LIMIT,
-                    severity=Severity.ERROR,
-                    path=a.name,
-                    message=(
-                        f"the artifact is {a.size:,} bytes, more than release-guard downloads; "
-                        "it was not scanned, so the check fails closed."
-                    ),
-                )
-            ],
+        unscanned(
+            a.name,
+            f"workflow run {a.run.id}, artifact {a.id}",
+            a.size,
+            f"the artifact is {a.size:,} bytes, more than release-guard downloads",
         )
         for a in outcome.too_large
     ]
