@@ -237,7 +237,7 @@ def tar_floor(path: Path) -> float | None:
 def scan_report(path: Path) -> dict[str, object]:
     """Scan once more, for the report's verdict (not timed)."""
     command = [sys.executable, "-m", "bot", "scan", "--format", "json", str(path)]
-    done = subprocess.run(command, capture_output=True, check=False)
+    done = subprocess.run(command, capture_output=True, check=False, cwd=OUT)
     if done.returncode not in (0, 1):
         raise SystemExit(f"scan failed ({done.returncode}): {done.stderr.decode(errors='replace')}")
     report: dict[str, object] = json.loads(done.stdout)
@@ -251,7 +251,8 @@ def timed_scan(path: Path) -> tuple[float, int]:
     """
     command = [sys.executable, "-m", "bot", "scan", "--format", "json", "--output", os.devnull]
     start = time.perf_counter()
-    child = subprocess.Popen([*command, str(path)], stderr=subprocess.PIPE)
+    # From benchmarks/out: no .github/release-guard.yml there, so the default policy applies.
+    child = subprocess.Popen([*command, str(path)], stderr=subprocess.PIPE, cwd=OUT)
     assert child.stderr is not None
     _, status, usage = os.wait4(child.pid, 0)
     elapsed = time.perf_counter() - start

@@ -9,7 +9,6 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from bot import __version__
-from bot.config import load_policy_file
 from bot.engine.model import Report, Severity
 from bot.engine.policy import Policy
 from bot.engine.scan import scan_path
@@ -72,9 +71,13 @@ def build_parser(*, app_commands: bool = True) -> argparse.ArgumentParser:
 
 def _policy_from(config: Path | None) -> Policy:
     if config is None:
-        return load_policy_file(DEFAULT_CONFIG) if DEFAULT_CONFIG.is_file() else Policy()
+        if not DEFAULT_CONFIG.is_file():
+            return Policy()  # no YAML to read: the parser is not even imported
+        config = DEFAULT_CONFIG
     if not config.is_file():
         raise InputError(f"{config}: config file not found")
+    from bot.config import load_policy_file
+
     return load_policy_file(config)
 
 
