@@ -223,7 +223,9 @@ async def serve(
                     raise SettingsError(f"cannot listen on {host}:{port}: {exc.strerror}") from exc
                 _log_listening(runner, settings)
                 with _stop_on_signals(stop):
-                    async with retention_chores(retainer):
+                    async with retention_chores(
+                        retainer, on_gc=lambda gc: metrics.set_retained_bytes(gc.remaining_bytes)
+                    ):
                         await _run_worker_until(stop, worker)
             finally:
                 await runner.cleanup()
@@ -316,7 +318,9 @@ async def work(
                 metrics=metrics,
             )
             with _stop_on_signals(stop):
-                async with retention_chores(retainer):
+                async with retention_chores(
+                    retainer, on_gc=lambda gc: metrics.set_retained_bytes(gc.remaining_bytes)
+                ):
                     await _run_worker_until(stop, worker)
     finally:
         await store.close()

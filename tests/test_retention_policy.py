@@ -180,13 +180,17 @@ async def test_the_chores_retry_and_collect_in_the_background(tmp_path: Path) ->
         ref = await retainer.retain(artifact, artifact_report=failing, meta=meta)
         assert ref is not None and ref.kept
         retainer.clock = time.time
-        async with retention_chores(retainer, tick=0.01, gc_interval=0.02):
+        seen: list[int] = []
+        async with retention_chores(
+            retainer, tick=0.01, gc_interval=0.02, on_gc=lambda gc: seen.append(gc.remaining_bytes)
+        ):
             for _ in range(200):
                 await asyncio.sleep(0.01)
                 if not await store.list_retained(RetainedFilter()):
                     break
         assert await store.list_retained(RetainedFilter()) == []
         assert await retainer.blobs.list_blobs() == []
+        assert seen and seen[-1] == 0  # what feeds the retained-bytes gauge
         async with retention_chores(None):
             pass
     finally:

@@ -51,6 +51,7 @@ from bot.handlers.reporting import (
 )
 from bot.handlers.retaining import Keeper, scan_progress
 from bot.jobs import JobContext
+from bot.metrics import findings_by_rule
 from bot.retention import Retainer
 from bot.store.base import Job
 
@@ -399,6 +400,7 @@ class DeploymentGates:
             f"{update.conclusion}: {update.output.title}",
             summary=report.summary,
             annotations=len(update.annotations),
+            findings_by_rule=findings_by_rule(report),
         )
         return _Decision(state, comment, update)
 

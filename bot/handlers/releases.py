@@ -61,6 +61,7 @@ from bot.handlers.reporting import (
 )
 from bot.handlers.retaining import Keeper, scan_progress
 from bot.jobs import JobContext, RetryLater
+from bot.metrics import findings_by_rule
 from bot.retention import Retainer
 from bot.store.base import Job
 
@@ -464,6 +465,7 @@ class ReleaseChecks:
             f"{update.conclusion}: {update.output.title}",
             summary=report.summary,
             annotations=len(update.annotations),
+            findings_by_rule=findings_by_rule(report),
         )
         await publish(gh, repository, check_run_id, update)
         return f"{update.conclusion}: {update.output.title}"

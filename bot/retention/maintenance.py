@@ -11,10 +11,10 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from typing import Final
 
-from bot.retention.gc import collect_garbage
+from bot.retention.gc import GcReport, collect_garbage
 from bot.retention.retainer import Retainer
 
 log = logging.getLogger(__name__)
@@ -24,10 +24,18 @@ GC_INTERVAL: Final = 3600.0
 
 
 async def run_chores(
-    retainer: Retainer, *, tick: float = TICK, gc_interval: float = GC_INTERVAL
+    retainer: Retainer,
+    *,
+    tick: float = TICK,
+    gc_interval: float = GC_INTERVAL,
+    on_gc: Callable[[GcReport], None] | None = None,
 ) -> None:
-    """Retry pending retentions every `tick` seconds and run gc every `gc_interval`, forever."""
-    since_gc = 0.0
+    """Retry pending retentions every `tick` seconds and run gc every `gc_interval`, forever.
+
+    The first gc runs at the first tick, so `on_gc` (the retained-bytes gauge) learns the
+    store's size soon after start rather than an interval later.
+    """
+    since_gc = gc_interval
     while True:
         await asyncio.sleep(tick)
         since_gc += tick
@@ -43,6 +51,8 @@ async def run_chores(
         except Exception:
             log.exception("retention gc failed; it runs again in %.0fs", gc_interval)
             continue
+        if on_gc is not None:
+            on_gc(report)
         if report.deleted or report.warnings:
             log.info(
                 "retention gc deleted %d item(s), %d bytes freed; %d record(s) remain",
@@ -55,13 +65,19 @@ async def run_chores(
 
 @contextlib.asynccontextmanager
 async def retention_chores(
-    retainer: Retainer | None, *, tick: float = TICK, gc_interval: float = GC_INTERVAL
+    retainer: Retainer | None,
+    *,
+    tick: float = TICK,
+    gc_interval: float = GC_INTERVAL,
+    on_gc: Callable[[GcReport], None] | None = None,
 ) -> AsyncIterator[None]:
     """Run `run_chores` in the background for the duration of the block (None: nothing)."""
     if retainer is None:
         yield
         return
-    task = asyncio.create_task(run_chores(retainer, tick=tick, gc_interval=gc_interval))
+    task = asyncio.create_task(
+        run_chores(retainer, tick=tick, gc_interval=gc_interval, on_gc=on_gc)
+    )
     try:
         yield
     finally:
