@@ -107,8 +107,15 @@ async def _full_run(ghdouble: GitHubDouble, tmp_path: Path, buffer: io.StringIO)
             await wait_until(
                 lambda: any(c.status == "completed" for c in repo.check_runs.values()), timeout=20
             )
-            async with session.get(f"http://127.0.0.1:{port}/metrics") as scraped:
-                metrics = await scraped.text()
+            # The check run completes just before the worker records the job as done: scrape
+            # until the job's end is counted too.
+            metrics = ""
+            for _ in range(200):
+                async with session.get(f"http://127.0.0.1:{port}/metrics") as scraped:
+                    metrics = await scraped.text()
+                if 'state="done"' in metrics:
+                    break
+                await asyncio.sleep(0.05)
     finally:
         stop.set()
         await asyncio.wait_for(server, timeout=20)
