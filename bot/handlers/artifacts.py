@@ -12,6 +12,7 @@ import re
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from fnmatch import fnmatchcase
+from functools import partial
 from pathlib import Path
 from typing import Any, Final
 
@@ -168,30 +169,60 @@ async def scan_artifacts(
         if artifact.expired:
             outcome.expired.append(artifact)
             continue
-        label = f"{artifact.name} ({index} of {len(artifacts)})"
-        dest = workdir / f"{artifact.id}-{_SAFE_NAME.sub('_', artifact.name)[:80]}.zip"
-        if progress is not None:
-            await progress(f"downloading {label}")
         try:
-            await gh.download(artifact.download_url, dest, max_bytes=max_bytes)
+            report = await _download_and_scan(
+                gh,
+                artifact.download_url,
+                workdir / f"{artifact.id}-{_SAFE_NAME.sub('_', artifact.name)[:80]}.zip",
+                name=artifact.name,
+                shown=f"{artifact.name} ({index} of {len(artifacts)})",
+                report_path=f"workflow run {artifact.run.id}, artifact {artifact.id}",
+                policy=policy,
+                max_bytes=max_bytes,
+                progress=progress,
+                keep=partial(on_scanned, artifact) if on_scanned is not None else None,
+            )
         except ArtifactGone:
             outcome.expired.append(artifact)
             continue
         except DownloadTooLarge:
             outcome.too_large.append(artifact)
             continue
-        if progress is not None:
-            await progress(f"scanning {label}")
-        try:
-            report = await asyncio.to_thread(_scan_one, dest, policy, artifact.name)
-            report.path = f"workflow run {artifact.run.id}, artifact {artifact.id}"
-            if on_scanned is not None:
-                await on_scanned(artifact, dest, report)
-        finally:
-            dest.unlink(missing_ok=True)
         outcome.report.artifacts.append(report)
         outcome.scanned.append(artifact)
     return outcome
+
+
+async def _download_and_scan(
+    gh: GitHubClient,
+    url: str,
+    dest: Path,
+    *,
+    name: str,
+    shown: str,
+    report_path: str,
+    policy: Policy,
+    max_bytes: int,
+    progress: Progress | None,
+    keep: Callable[[Path, ArtifactReport], Awaitable[None]] | None,
+) -> ArtifactReport:
+    """Download one file, scan it under `name`, let `keep` see it, delete it.
+
+    `ArtifactGone` and `DownloadTooLarge` pass through (the download leaves no file then).
+    """
+    if progress is not None:
+        await progress(f"downloading {shown}")
+    await gh.download(url, dest, max_bytes=max_bytes)
+    if progress is not None:
+        await progress(f"scanning {shown}")
+    try:
+        report = await asyncio.to_thread(_scan_one, dest, policy, name)
+        report.path = report_path
+        if keep is not None:
+            await keep(dest, report)
+    finally:
+        dest.unlink(missing_ok=True)
+    return report
 
 
 def _scan_one(path: Path, policy: Policy, name: str) -> ArtifactReport:
@@ -270,13 +301,18 @@ async def scan_assets(
     """
     outcome = AssetOutcome()
     for index, asset in enumerate(assets, start=1):
-        shown = f"{asset.name} ({index} of {len(assets)})"
-        dest = workdir / f"{asset.id}-{_SAFE_NAME.sub('_', asset.name)[-80:]}"
-        if progress is not None:
-            await progress(f"downloading {shown}")
         try:
-            await gh.download(
-                f"/repos/{repository}/releases/assets/{asset.id}", dest, max_bytes=max_bytes
+            report = await _download_and_scan(
+                gh,
+                f"/repos/{repository}/releases/assets/{asset.id}",
+                workdir / f"{asset.id}-{_SAFE_NAME.sub('_', asset.name)[-80:]}",
+                name=asset.name,
+                shown=f"{asset.name} ({index} of {len(assets)})",
+                report_path=f"{label}, asset {asset.id}",
+                policy=policy,
+                max_bytes=max_bytes,
+                progress=progress,
+                keep=partial(on_scanned, asset) if on_scanned is not None else None,
             )
         except ArtifactGone:
             outcome.gone.append(asset)
@@ -284,15 +320,6 @@ async def scan_assets(
         except DownloadTooLarge:
             outcome.too_large.append(asset)
             continue
-        if progress is not None:
-            await progress(f"scanning {shown}")
-        try:
-            report = await asyncio.to_thread(_scan_one, dest, policy, asset.name)
-            report.path = f"{label}, asset {asset.id}"
-            if on_scanned is not None:
-                await on_scanned(asset, dest, report)
-        finally:
-            dest.unlink(missing_ok=True)
         outcome.report.artifacts.append(report)
         outcome.scanned.append(asset)
     return outcome

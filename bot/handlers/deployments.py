@@ -18,7 +18,6 @@ from __future__ import annotations
 import dataclasses
 import logging
 import re
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Final, Literal
@@ -35,7 +34,6 @@ from bot.handlers.artifacts import (
     get_run,
     name_patterns,
     run_artifacts,
-    scan_artifacts,
     select,
 )
 from bot.handlers.check_runs import ensure_check_run, publish
@@ -49,7 +47,7 @@ from bot.handlers.reporting import (
     verdict,
     with_lead,
 )
-from bot.handlers.retaining import Keeper, scan_progress
+from bot.handlers.retaining import scan_and_keep
 from bot.jobs import JobContext
 from bot.metrics import findings_by_rule
 from bot.retention import Retainer
@@ -312,22 +310,18 @@ class DeploymentGates:
                 ),
             )
 
-        keeper = Keeper(self._retainer, job, commit=sha, rules=config.policy.retention)
-
-        progress = scan_progress(gh, repository, check_run_id, ctx, keeper)
-
-        with tempfile.TemporaryDirectory(
-            prefix="release-guard-job-", dir=self._options.workdir
-        ) as workdir:
-            outcome = await scan_artifacts(
-                gh,
-                chosen,
-                config.policy,
-                workdir=Path(workdir),
-                max_bytes=self._options.max_download,
-                progress=progress,
-                on_scanned=keeper.artifact,
-            )
+        outcome, keeper = await scan_and_keep(
+            gh,
+            job,
+            ctx,
+            check_run_id,
+            chosen,
+            config.policy,
+            commit=sha,
+            retainer=self._retainer,
+            workdir=self._options.workdir,
+            max_bytes=self._options.max_download,
+        )
         context = dataclasses.replace(context, retained_id=keeper.retained_id)
         if not outcome.scanned and outcome.expired and not outcome.too_large:
             names = ", ".join(a.name for a in outcome.expired)

@@ -11,7 +11,6 @@ job whose builds are still running leaves the check run queued with a plain mess
 from __future__ import annotations
 
 import logging
-import tempfile
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Final
@@ -35,14 +34,13 @@ from bot.handlers.artifacts import (
     ScanOutcome,
     name_patterns,
     run_artifacts,
-    scan_artifacts,
     select,
     workflow_runs,
 )
 from bot.handlers.check_runs import RESCAN_BUTTON, ensure_check_run, publish
 from bot.handlers.repo_config import CONFIG_PATH, RepoConfig, load_repo_config
 from bot.handlers.reporting import hint_files, shown_runs, unscanned, with_lead
-from bot.handlers.retaining import Keeper, scan_progress
+from bot.handlers.retaining import scan_and_keep
 from bot.jobs import JobContext, RetryLater
 from bot.metrics import findings_by_rule
 from bot.retention import Retainer
@@ -170,22 +168,18 @@ class PullRequestChecks:
             await publish(gh, repository, check_run_id, update)
             return "neutral: no artifact to scan"
 
-        keeper = Keeper(self._retainer, job, commit=head_sha, rules=config.policy.retention)
-
-        progress = scan_progress(gh, repository, check_run_id, ctx, keeper)
-
-        with tempfile.TemporaryDirectory(
-            prefix="release-guard-job-", dir=self._options.workdir
-        ) as workdir:
-            outcome = await scan_artifacts(
-                gh,
-                chosen,
-                config.policy,
-                workdir=Path(workdir),
-                max_bytes=self._options.max_download,
-                progress=progress,
-                on_scanned=keeper.artifact,
-            )
+        outcome, keeper = await scan_and_keep(
+            gh,
+            job,
+            ctx,
+            check_run_id,
+            chosen,
+            config.policy,
+            commit=head_sha,
+            retainer=self._retainer,
+            workdir=self._options.workdir,
+            max_bytes=self._options.max_download,
+        )
         context = replace(context, retained_id=keeper.retained_id)
         return await self._report(
             gh, job, ctx, check_run_id, config, outcome, completed, context, lead=keeper.note

@@ -9,12 +9,13 @@ retention that failed is said in the check run (`note`).
 
 from __future__ import annotations
 
+import tempfile
 from pathlib import Path
 
 from bot.engine.model import ArtifactReport
-from bot.engine.policy import RetentionRules
+from bot.engine.policy import Policy, RetentionRules
 from bot.github import GitHubClient
-from bot.handlers.artifacts import ArtifactInfo, AssetInfo, Progress
+from bot.handlers.artifacts import ArtifactInfo, AssetInfo, Progress, ScanOutcome, scan_artifacts
 from bot.handlers.check_runs import progress_update, publish
 from bot.jobs import JobContext
 from bot.retention import RetainedRef, Retainer, RetentionMeta, retained_ids, retention_note
@@ -102,3 +103,33 @@ def scan_progress(
         keeper.check_run_url = url or keeper.check_run_url
 
     return progress
+
+
+async def scan_and_keep(
+    gh: GitHubClient,
+    job: Job,
+    ctx: JobContext,
+    check_run_id: int,
+    artifacts: list[ArtifactInfo],
+    policy: Policy,
+    *,
+    commit: str,
+    retainer: Retainer | None,
+    workdir: Path | None,
+    max_bytes: int,
+) -> tuple[ScanOutcome, Keeper]:
+    """Scan workflow-run artifacts in a private temporary folder inside `workdir`, keeping
+    the failing ones and saying on the check run which one is being scanned."""
+    keeper = Keeper(retainer, job, commit=commit, rules=policy.retention)
+    progress = scan_progress(gh, job.repository, check_run_id, ctx, keeper)
+    with tempfile.TemporaryDirectory(prefix="release-guard-job-", dir=workdir) as folder:
+        outcome = await scan_artifacts(
+            gh,
+            artifacts,
+            policy,
+            workdir=Path(folder),
+            max_bytes=max_bytes,
+            progress=progress,
+            on_scanned=keeper.artifact,
+        )
+    return outcome, keeper
