@@ -25,8 +25,9 @@ import aiohttp
 from aiohttp import web
 
 from bot import __version__
+from bot.backend import Backend, JobWorker
 from bot.events import JobKind
-from bot.github import GitHubApp, RateLimitTracker
+from bot.github import GitHubApp, RateLimitGate, RateLimitTracker
 from bot.handlers.comments import RescanCommands
 from bot.handlers.deployments import DeploymentGates
 from bot.handlers.pull_requests import PullRequestChecks
@@ -38,10 +39,10 @@ from bot.retention import Retainer, build_retainer
 from bot.retention.maintenance import retention_chores
 from bot.settings import Settings, SettingsError, is_loopback
 from bot.setup_page import CREDENTIAL_KEYS, run_setup
-from bot.store import Store, StoreError, store_for
+from bot.store import Store, StoreError
 from bot.store.base import RetentionIndex
 from bot.web import make_app
-from bot.worker import Worker, WorkerOptions
+from bot.worker import WorkerOptions
 
 log = logging.getLogger(__name__)
 
@@ -56,13 +57,15 @@ def build_handler(
     *,
     metrics: Metrics | None = None,
     retainer: Retainer | None = None,
+    rate_limit_gate: RateLimitGate | None = None,
 ) -> JobHandler:
     """Return the handler that runs the App's jobs, one handler per job kind.
 
     `session` is the process's HTTP client session (closed on shutdown). A kind that has no
     handler here fails explicitly, with "cannot run … jobs yet" in its audit trail. With
     `metrics`, every request to GitHub, retry and rate limit seen is counted there; with
-    `retainer`, failing artifacts are kept for investigation.
+    `retainer`, failing artifacts are kept for investigation. `rate_limit_gate` shares
+    GitHub's rate limits with the other processes (default: within this process only).
     """
     if settings.app_id is None or settings.private_key is None:
         # serve and worker refuse to start without them (Settings.require_app); a handler
@@ -76,6 +79,7 @@ def build_handler(
         requester=f"release-guard/{__version__}",
         rate_limits=RateLimitTracker(on_update=metrics.rate_limit) if metrics else None,
         observer=metrics,
+        rate_limit_gate=rate_limit_gate,
     )
     checks = PullRequestChecks(app, retainer=retainer)
     return HandlerByKind(
@@ -96,11 +100,18 @@ def _make_handler(
     session: aiohttp.ClientSession,
     metrics: Metrics,
     retainer: Retainer | None = None,
+    backend: Backend | None = None,
 ) -> JobHandler:
-    """Build the job handler; the default factory also counts its GitHub calls in `metrics`
-    and keeps failing artifacts through `retainer`."""
+    """Build the job handler; the default factory also counts its GitHub calls in `metrics`,
+    keeps failing artifacts through `retainer` and shares rate limits through `backend`."""
     if factory is build_handler:
-        return build_handler(settings, session, metrics=metrics, retainer=retainer)
+        return build_handler(
+            settings,
+            session,
+            metrics=metrics,
+            retainer=retainer,
+            rate_limit_gate=backend.rate_limit_gate() if backend is not None else None,
+        )
     return factory(settings, session)
 
 
@@ -141,7 +152,7 @@ def _session() -> aiohttp.ClientSession:
     )
 
 
-async def _run_worker_until(stop: asyncio.Event, worker: Worker | None) -> None:
+async def _run_worker_until(stop: asyncio.Event, worker: JobWorker | None) -> None:
     """Wait for `stop`; a worker that ends by itself before that is a fatal error."""
     stopped = asyncio.create_task(stop.wait())
     waits: set[asyncio.Task[Any]] = {stopped}
@@ -192,17 +203,17 @@ async def serve(
         log.warning("local demo: accepting UNSIGNED deliveries on %s", host)
     options = options or WorkerOptions()
     metrics = Metrics()
-    store = store_for(settings)
-    await store.open()
+    backend = Backend(settings, options)
+    await backend.open()
+    store = backend.store
     try:
         retainer = _retainer(settings, store) if with_worker else None
         async with _session() as session:
             worker = (
-                Worker(
-                    store,
-                    _make_handler(handler_factory, settings, session, metrics, retainer),
-                    options,
+                backend.worker(
+                    _make_handler(handler_factory, settings, session, metrics, retainer, backend),
                     metrics=metrics,
+                    retainer=retainer,
                 )
                 if with_worker
                 else None
@@ -224,13 +235,15 @@ async def serve(
                 _log_listening(runner, settings)
                 with _stop_on_signals(stop):
                     async with retention_chores(
-                        retainer, on_gc=lambda gc: metrics.set_retained_bytes(gc.remaining_bytes)
+                        retainer,
+                        gc_interval=backend.gc_interval,
+                        on_gc=lambda gc: metrics.set_retained_bytes(gc.remaining_bytes),
                     ):
                         await _run_worker_until(stop, worker)
             finally:
                 await runner.cleanup()
     finally:
-        await store.close()
+        await backend.close()
     log.info("stopped")
 
 
@@ -306,24 +319,25 @@ async def work(
     settings.require_app()
     stop = stop or asyncio.Event()
     metrics = Metrics()
-    store: Store = store_for(settings)
-    await store.open()
+    backend = Backend(settings, options)
+    await backend.open()
     try:
-        retainer = _retainer(settings, store)
+        retainer = _retainer(settings, backend.store)
         async with _session() as session, _metrics_server(metrics, metrics_host, metrics_port):
-            worker = Worker(
-                store,
-                _make_handler(handler_factory, settings, session, metrics, retainer),
-                options,
+            worker = backend.worker(
+                _make_handler(handler_factory, settings, session, metrics, retainer, backend),
                 metrics=metrics,
+                retainer=retainer,
             )
             with _stop_on_signals(stop):
                 async with retention_chores(
-                    retainer, on_gc=lambda gc: metrics.set_retained_bytes(gc.remaining_bytes)
+                    retainer,
+                    gc_interval=backend.gc_interval,
+                    on_gc=lambda gc: metrics.set_retained_bytes(gc.remaining_bytes),
                 ):
                     await _run_worker_until(stop, worker)
     finally:
-        await store.close()
+        await backend.close()
     log.info("stopped")
 
 
@@ -411,6 +425,18 @@ def add_serve_commands(commands: Any) -> None:
     )
     worker_cmd.set_defaults(handler=run_worker_command, job_handler_factory=build_handler)
 
+    migrate_cmd = commands.add_parser(
+        "migrate",
+        help="create or upgrade the database schema (the job queue's too), then exit",
+        description=(
+            "Create or upgrade the schema of the database DATABASE_URL names (SQLite under "
+            "DATA_DIR by default), including the job queue's on PostgreSQL, and exit. "
+            "`serve` and `worker` do the same at start, safely when several start at once; "
+            "run this as a release step to upgrade before any of them starts."
+        ),
+    )
+    migrate_cmd.set_defaults(handler=run_migrate_command)
+
 
 def _add_worker_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
@@ -420,6 +446,30 @@ def _add_worker_options(parser: argparse.ArgumentParser) -> None:
         metavar="N",
         help="jobs run at once (default: %(default)s)",
     )
+    parser.add_argument(
+        "--stalled-after",
+        type=_seconds,
+        default=WorkerOptions().stalled_after,
+        metavar="S",
+        help=(
+            "PostgreSQL only: a worker silent (no heartbeat) for S seconds is taken for dead "
+            "and its running jobs go to another worker (default: %(default)s)"
+        ),
+    )
+
+
+def _seconds(value: str) -> float:
+    try:
+        seconds = float(value)
+    except ValueError:
+        seconds = -1.0
+    if not 3 <= seconds <= 3600:
+        raise argparse.ArgumentTypeError("expected a number of seconds from 3 to 3600")
+    return seconds
+
+
+def _worker_options(args: argparse.Namespace) -> WorkerOptions:
+    return WorkerOptions(concurrency=args.concurrency, stalled_after=args.stalled_after)
 
 
 def _settings_and_logging() -> Settings:
@@ -441,7 +491,7 @@ def run_serve_command(args: argparse.Namespace) -> int:
                 port=args.port,
                 with_worker=not args.no_worker,
                 local_demo=args.local_demo,
-                options=WorkerOptions(concurrency=args.concurrency),
+                options=_worker_options(args),
             )
         )
     except (SettingsError, StoreError) as exc:
@@ -457,11 +507,29 @@ def run_worker_command(args: argparse.Namespace) -> int:
             work(
                 settings,
                 handler_factory=args.job_handler_factory,
-                options=WorkerOptions(concurrency=args.concurrency),
+                options=_worker_options(args),
                 metrics_host=settings.host,
                 metrics_port=getattr(args, "metrics_port", None),
             )
         )
+    except (SettingsError, StoreError) as exc:
+        print(f"release-guard: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    return EXIT_OK
+
+
+async def migrate(settings: Settings) -> str:
+    """Create or upgrade the schema DATABASE_URL names; return what was done, in words."""
+    backend = Backend(settings)
+    await backend.open()
+    await backend.close()
+    return f"the {backend.name} database's schema is up to date"
+
+
+def run_migrate_command(args: argparse.Namespace) -> int:
+    try:
+        settings = _settings_and_logging()
+        print(asyncio.run(migrate(settings)))
     except (SettingsError, StoreError) as exc:
         print(f"release-guard: {exc}", file=sys.stderr)
         return EXIT_USAGE

@@ -6,95 +6,27 @@ loopback, with SQLite under a temporary DATA_DIR.
 
 from __future__ import annotations
 
-import json
 import os
 import signal
 import sqlite3
-import subprocess
-import sys
 import time
-import urllib.error
-import urllib.request
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
-from cryptography.hazmat.primitives import serialization
-from cryptography.hazmat.primitives.asymmetric import rsa
 
-from tests.apphelpers import new_secret, pull_request_payload, sign
-
-ROOT = Path(__file__).resolve().parent.parent
-LAUNCHER = ROOT / "tests" / "kill9_serve.py"
-TIMEOUT = 30.0
+from tests.apphelpers import new_secret, pull_request_payload
+from tests.processes import ROOT, TIMEOUT, App, new_pem
 
 
-def _pem() -> str:
-    key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
-    return key.private_bytes(
-        serialization.Encoding.PEM,
-        serialization.PrivateFormat.PKCS8,
-        serialization.NoEncryption(),
-    ).decode()
-
-
-class Server:
-    """One `serve` subprocess, its log file, and the port it listens on."""
+class Server(App):
+    """One `serve` subprocess (tests/kill9_serve.py: the real CLI with a test job handler)."""
 
     def __init__(self, workdir: Path, env: dict[str, str], name: str) -> None:
-        self.log = workdir / f"{name}.log"
-        with self.log.open("wb") as out:
-            self.process = subprocess.Popen(
-                [sys.executable, str(LAUNCHER), "serve", "--host", "127.0.0.1", "--port", "0"],
-                cwd=workdir,
-                env=env,
-                stdout=out,
-                stderr=subprocess.STDOUT,
-            )
-        self.port = self._wait_for_port()
-
-    def records(self) -> list[dict[str, Any]]:
-        found = []
-        for line in self.log.read_text(encoding="utf-8", errors="replace").splitlines():
-            if line.startswith("{"):
-                found.append(json.loads(line))
-        return found
-
-    def _wait_for_port(self) -> int:
-        deadline = time.monotonic() + TIMEOUT
-        while time.monotonic() < deadline:
-            for record in self.records():
-                if record["message"].startswith("listening on"):
-                    return int(record["port"])
-            if self.process.poll() is not None:
-                raise AssertionError(f"serve exited early:\n{self.log.read_text()}")
-            time.sleep(0.05)
-        raise AssertionError(f"serve did not start:\n{self.log.read_text()}")
-
-    def post(self, secret: str, payload: dict[str, Any], delivery: str) -> int:
-        body = json.dumps(payload).encode()
-        request = urllib.request.Request(
-            f"http://127.0.0.1:{self.port}/api/github/webhooks",
-            data=body,
-            headers={
-                "X-GitHub-Event": "pull_request",
-                "X-GitHub-Delivery": delivery,
-                "X-Hub-Signature-256": sign(secret, body),
-                "Content-Type": "application/json",
-            },
-        )
-        try:
-            with urllib.request.urlopen(request, timeout=10) as response:
-                return int(response.status)
-        except urllib.error.HTTPError as exc:
-            return exc.code
-
-    def stop(self) -> None:
-        if self.process.poll() is None:
-            self.process.kill()
-            self.process.wait(10)
+        super().__init__(workdir, env, name, ["serve", "--host", "127.0.0.1", "--port", "0"])
+        self.wait_for_port()
 
 
 @pytest.fixture
@@ -113,7 +45,7 @@ def environment(workdir: Path, secret: str, mode: str) -> dict[str, str]:
     env.update(
         PYTHONPATH=str(ROOT),
         APP_ID="1",
-        PRIVATE_KEY=_pem(),
+        PRIVATE_KEY=new_pem(),
         WEBHOOK_SECRET=secret,
         DATA_DIR=str(workdir / "data"),
         LOG_FORMAT="json",

@@ -382,6 +382,18 @@ class GitHubDouble:
             if installation is None or issued.installation_id == installation.id:
                 issued.expires_at = 0.0
 
+    def exhaust_rate_limit(self, installation: Installation | None, *, reset_in: float) -> None:
+        """Spend an installation's rate limit (None: the App's JWT one) until `reset_in` s on.
+
+        Until then GitHub refuses every request with that installation's tokens (or with the
+        App's JWT) with its primary-rate-limit 403 (`x-ratelimit-remaining: 0` and the reset
+        instant); afterwards the limit starts afresh. Unlike a queued `PrimaryRateLimit`
+        fault, this follows the credential, whatever the route, and the refused requests
+        are recorded with their `installation_id`.
+        """
+        key: object = "app" if installation is None else installation.id
+        self._rate[key] = (0, self.now() + reset_in)
+
     def allow_violations(self) -> None:
         """Let this test end with OpenAPI violations (to test their detection)."""
         self.violations_allowed = True
@@ -450,6 +462,29 @@ class GitHubDouble:
             "x-ratelimit-resource": "core",
         }
 
+    def _exhausted(self, key: object) -> web.Response | None:
+        """GitHub's answer once a rate limit is spent before its reset, else None."""
+        remaining, reset = self._rate.get(key, (RATE_LIMIT, 0.0))
+        if remaining > 0 or reset <= self.now():
+            return None
+        return self._primary_limit(int(reset))
+
+    def _primary_limit(self, reset: int) -> web.Response:
+        # https://docs.github.com/en/rest/using-the-rest-api/rate-limits-for-the-rest-api
+        # ("Exceeding the rate limit"): a 403 with x-ratelimit-remaining 0 and the reset.
+        return error(
+            403,
+            "API rate limit exceeded for installation.",
+            docs=PRIMARY_DOCS,
+            headers={
+                "x-ratelimit-limit": str(RATE_LIMIT),
+                "x-ratelimit-remaining": "0",
+                "x-ratelimit-used": str(RATE_LIMIT),
+                "x-ratelimit-reset": str(reset),
+                "x-ratelimit-resource": "core",
+            },
+        )
+
     @web.middleware
     async def _api_middleware(
         self, request: web.Request, handler: Callable[[web.Request], Awaitable[web.StreamResponse]]
@@ -496,6 +531,9 @@ class GitHubDouble:
         except _Denied as denied:
             denied.response.headers.update(self._rate_headers("anonymous", limit=60))
             return denied.response
+        exhausted = self._exhausted(rate_key)
+        if exhausted is not None:
+            return exhausted
         rate = self._rate_headers(rate_key)
         invalid_body = [
             p for p in problems + body_problems if p.startswith(("body", "the request body"))
@@ -571,16 +609,7 @@ class GitHubDouble:
                 rate["retry-after"] = str(fault.retry_after)
             return error(fault.status, SECONDARY_MESSAGE, docs=SECONDARY_DOCS, headers=rate)
         if isinstance(fault, PrimaryRateLimit):
-            rate.update(
-                {
-                    "x-ratelimit-remaining": "0",
-                    "x-ratelimit-used": str(RATE_LIMIT),
-                    "x-ratelimit-reset": str(int(self.now()) + fault.reset_in),
-                }
-            )
-            return error(
-                403, "API rate limit exceeded for installation.", docs=PRIMARY_DOCS, headers=rate
-            )
+            return self._primary_limit(int(self.now()) + fault.reset_in)
         if isinstance(fault, Respond):
             return json_response(fault.json, status=fault.status, headers=dict(fault.headers))
         raise TypeError(f"unknown fault {fault!r}")

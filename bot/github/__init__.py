@@ -14,7 +14,12 @@ from bot.github.errors import (
     RateLimited,
     ValidationFailed,
 )
-from bot.github.ratelimit import RateLimitState, RateLimitTracker
+from bot.github.ratelimit import (
+    LocalRateLimitGate,
+    RateLimitGate,
+    RateLimitState,
+    RateLimitTracker,
+)
 from bot.github.retry import RetryPolicy
 
 __all__ = [
@@ -27,8 +32,10 @@ __all__ = [
     "GitHubError",
     "GitHubUnavailable",
     "InstallationToken",
+    "LocalRateLimitGate",
     "NotFound",
     "PermissionMissing",
+    "RateLimitGate",
     "RateLimitState",
     "RateLimitTracker",
     "RateLimited",

@@ -1,7 +1,7 @@
 """The GitHub App: its own calls (as the App) and a client per installation.
 
-One `GitHubApp` per process holds the token cache and the rate-limit tracker that every
-installation client shares.
+One `GitHubApp` per process holds the token cache, the rate-limit tracker and the rate-limit
+gate that every installation client shares.
 """
 
 from __future__ import annotations
@@ -15,7 +15,7 @@ import aiohttp
 
 from bot.github.auth import TOKEN_MARGIN, AppAuth, InstallationAuth, InstallationToken, TokenCache
 from bot.github.client import GitHubClient
-from bot.github.ratelimit import RateLimitTracker
+from bot.github.ratelimit import LocalRateLimitGate, RateLimitGate, RateLimitTracker
 from bot.github.retry import RetryPolicy
 from bot.github.transport import Clock, Sleep, Transport, TransportObserver
 from bot.secrets import PrivateKey
@@ -42,6 +42,7 @@ class GitHubApp:
         rng: random.Random | None = None,
         rate_limits: RateLimitTracker | None = None,
         observer: TransportObserver | None = None,
+        rate_limit_gate: RateLimitGate | None = None,
     ) -> None:
         """Set up the App; nothing is sent until a call needs it.
 
@@ -50,6 +51,11 @@ class GitHubApp:
         backoff and rate-limit wait, so tests can pass one that only records. Pass
         `rate_limits` (a tracker with an `on_update` callback) and `observer` (told about
         every request and retry) to feed metrics.
+
+        `rate_limit_gate` is where rate limits are shared, so that requests for an
+        installation another request found rate-limited wait or fail without reaching
+        GitHub; pass one that every process sees (a database table) to make the processes
+        back off together. The default is a `LocalRateLimitGate` of this App alone.
         """
         if session.auth is not None or "Authorization" in session.headers:
             raise ValueError(
@@ -59,6 +65,9 @@ class GitHubApp:
         self.api_url = api_url.rstrip("/")
         self.requester = requester
         self.rate_limits = rate_limits or RateLimitTracker(clock=clock)
+        self.rate_limit_gate: RateLimitGate = (
+            rate_limit_gate if rate_limit_gate is not None else LocalRateLimitGate(clock=clock)
+        )
         self._transport = Transport(
             session,
             api_url=self.api_url,
@@ -68,6 +77,7 @@ class GitHubApp:
             rng=rng or random.Random(),
             rate_limits=self.rate_limits,
             observer=observer,
+            rate_limit_gate=self.rate_limit_gate,
         )
         self._as_app = GitHubClient(
             transport=self._transport,

@@ -3,21 +3,27 @@
 What is retried and how long to wait is decided by `bot.github.retry`; this module does the
 I/O around it: it attaches the credential (to the API host only), follows no redirect, records
 the rate-limit headers, and gives a refused installation token exactly one second chance.
+
+With a `RateLimitGate`, every rate limit an answer reports is shared with the other processes,
+and no request is sent for an installation that another request found rate-limited: a short
+block is waited out in place, a long one raises `RateLimited` without sending anything.
 """
 
 from __future__ import annotations
 
 import logging
+import math
 import random
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from typing import Protocol, TypeVar
 
 import aiohttp
 from yarl import URL
 
 from bot.github.errors import GitHubError, GitHubUnavailable, RateLimited, Where
-from bot.github.ratelimit import RateLimitTracker
+from bot.github.ratelimit import RateLimitGate, RateLimitTracker
 from bot.github.responses import message_of
 from bot.github.retry import RetryPolicy, Transient, Trouble, classify, wait_for
 from bot.secrets import Secret
@@ -76,8 +82,24 @@ async def read_reply(response: aiohttp.ClientResponse) -> Reply:
     return Reply(response.status, response.headers, await response.read())
 
 
+def _instant(epoch: float) -> str:
+    """An epoch instant for a message; a gate's nonsense value must not fail the request."""
+    try:
+        return datetime.fromtimestamp(epoch, UTC).isoformat(timespec="seconds")
+    except (OverflowError, OSError, ValueError):
+        return f"{epoch:.0f} (epoch seconds)"
+
+
+def _who(installation_id: int | None) -> str:
+    return "the App" if installation_id is None else f"installation {installation_id}"
+
+
 class Transport:
-    """Sends requests with one retry policy, sleep, clock and rate-limit tracker."""
+    """Sends requests with one retry policy, sleep, clock, rate-limit tracker and gate.
+
+    Without a `rate_limit_gate` nothing is shared: each request only waits for the rate
+    limits it meets itself.
+    """
 
     def __init__(
         self,
@@ -90,6 +112,7 @@ class Transport:
         rng: random.Random,
         rate_limits: RateLimitTracker,
         observer: TransportObserver | None = None,
+        rate_limit_gate: RateLimitGate | None = None,
     ) -> None:
         self.session = session
         self.observer = observer
@@ -99,6 +122,7 @@ class Transport:
         self.clock = clock
         self.rng = rng
         self.rate_limits = rate_limits
+        self.rate_limit_gate = rate_limit_gate
 
     async def send(
         self,
@@ -134,7 +158,15 @@ class Transport:
         attempt = 0
         refreshed = False
         secondary_hits = 0
+        # The instant this request has already waited up to (epoch seconds): a block it slept
+        # through itself is not waited for a second time when the clock says otherwise (an
+        # injected clock that sleeps do not move, or a sleep that woke a hair early).
+        slept_until = 0.0
         while True:
+            if auth is not None:
+                slept_until = await self._pass_gate(
+                    installation_id, slept_until, method=method, path=target.path
+                )
             attempt += 1
             request_headers = dict(base_headers)
             credential = None
@@ -209,6 +241,9 @@ class Transport:
                 policy=self.policy,
                 rng=self.rng,
             )
+            now = self.clock()
+            if auth is not None and transient.trouble.is_rate_limit:
+                await self._block_gate(installation_id, now + delay, transient.trouble.value)
             error = self._final_error(transient, delay, attempt, status, method, target.path)
             if error is not None:
                 raise error from cause
@@ -234,6 +269,90 @@ class Transport:
                     reason=transient.trouble.value,
                 )
             await self.sleep(delay)
+            slept_until = now + delay
+
+    async def _pass_gate(
+        self, installation_id: int | None, slept_until: float, *, method: str, path: str
+    ) -> float:
+        """Wait out a block the gate holds for the installation, or raise if it is too long.
+
+        Return the instant the request has now waited up to (`slept_until` if it did not
+        wait). A gate that fails counts as no block at all.
+        """
+        if self.rate_limit_gate is None:
+            return slept_until
+        try:
+            until = await self.rate_limit_gate.blocked_until(installation_id)
+        except Exception as exc:
+            self._gate_failed("blocked_until", exc, installation_id)
+            return slept_until
+        if until is None:
+            return slept_until
+        if not math.isfinite(until):
+            self._gate_failed(
+                "blocked_until", ValueError(f"not an instant: {until}"), installation_id
+            )
+            return slept_until
+        wait = until - max(self.clock(), slept_until)
+        if wait <= 0:
+            return slept_until
+        log = {
+            "installation_id": installation_id,
+            "method": method,
+            "path": path,
+            "blocked_until": until,
+            "delay": wait,
+        }
+        if wait > self.policy.max_wait:
+            logger.info(
+                "%s %s not sent: %s is rate-limited until %s",
+                method,
+                path,
+                _who(installation_id),
+                _instant(until),
+                extra=log,
+            )
+            raise RateLimited(
+                f"another request found {_who(installation_id)} rate-limited until "
+                f"{_instant(until)}; not sent, as the {wait:.0f} s left are longer than the "
+                f"{self.policy.max_wait:.0f} s this client waits in place",
+                retry_after=wait,
+                method=method,
+                path=path,
+            )
+        logger.info(
+            "%s %s waits %.1f s: %s is rate-limited until %s",
+            method,
+            path,
+            wait,
+            _who(installation_id),
+            _instant(until),
+            extra=log,
+        )
+        await self.sleep(wait)
+        return until
+
+    async def _block_gate(self, installation_id: int | None, until: float, reason: str) -> None:
+        """Tell the gate (if any) that the installation is rate-limited until `until`."""
+        if self.rate_limit_gate is None:
+            return
+        try:
+            await self.rate_limit_gate.block(installation_id, until, reason)
+        except Exception as exc:
+            self._gate_failed("block", exc, installation_id)
+
+    @staticmethod
+    def _gate_failed(operation: str, exc: Exception, installation_id: int | None) -> None:
+        # The gate only spares GitHub requests that would be refused anyway; losing it must
+        # not fail the request, so its failure is logged (type and message: a gate's errors
+        # name its store, never a GitHub credential) and the request goes on without it.
+        logger.warning(
+            "rate-limit gate failed in %s (%s: %s); carrying on without it",
+            operation,
+            type(exc).__name__,
+            exc,
+            extra={"installation_id": installation_id, "gate_operation": operation},
+        )
 
     def _final_error(
         self,

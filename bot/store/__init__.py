@@ -13,6 +13,7 @@ from bot.store.base import (
     StoreError,
     StoreMissing,
 )
+from bot.store.postgres import PostgresStore
 from bot.store.sqlite import SqliteStore
 
 __all__ = [
@@ -21,6 +22,7 @@ __all__ = [
     "Job",
     "JobState",
     "LeaseLost",
+    "PostgresStore",
     "SqliteStore",
     "Store",
     "StoreError",
@@ -34,13 +36,12 @@ def store_for(settings: Settings, *, create: bool = True) -> Store:
 
     With `create` False, an SQLite file that does not exist yet is an error instead of being
     created (read-only commands such as `jobs` should not leave an empty database behind).
+    A PostgreSQL database is always migrated on `open()`: its schema is shared, and a
+    command that finds it empty would create the same tables as the first server anyway.
     """
     database = settings.database
     if isinstance(database, SqliteDatabase):
         return SqliteStore(database.path, create=create)
     if isinstance(database, PostgresDatabase):
-        raise StoreError(
-            "DATABASE_URL names a PostgreSQL database, which this version cannot use yet: "
-            "remove DATABASE_URL to use the embedded SQLite database under DATA_DIR"
-        )
+        return PostgresStore(database.url.reveal())
     raise StoreError(f"unsupported database: {database!r}")  # pragma: no cover

@@ -84,6 +84,21 @@ class Job:
     updated_at: float
     result_summary: str | None
 
+    @property
+    def lock_key(self) -> str:
+        """What the job works on: two jobs with the same key never run at the same time.
+
+        The repository (case-blind, as GitHub compares names) and the commit; a job that does
+        not know its commit yet (a comment command) is serialised with the other commands on
+        its pull request, or else with the same work only.
+        """
+        if self.head_sha:
+            return f"{self.repository.lower()}@{self.head_sha}"
+        number = self.details.get("issue_number")
+        if isinstance(number, int) and not isinstance(number, bool):
+            return f"{self.repository.lower()}#{number}"
+        return self.dedupe_key
+
     def to_json(self) -> dict[str, Any]:
         """Return the job as JSON-able data (the `jobs --json` shape)."""
         return {
@@ -153,6 +168,14 @@ class Store(Protocol):
     async def claim(self, worker_id: str, lease: float) -> Job | None:
         """Lease the next due job (queued, or running with an expired lease) to `worker_id`."""
 
+    async def start(self, job_id: int, worker_id: str, lease: float) -> Job | None:
+        """Lease one given job to `worker_id` (a queue that is not the store chose it).
+
+        Like `claim`, for a job the PostgreSQL queue (procrastinate) handed to this worker:
+        a queued job, or a running one whose worker stopped, becomes running with one more
+        attempt; a finished or unknown job gives None (it must not run again).
+        """
+
     async def renew(self, job: Job, lease: float) -> bool:
         """Extend the job's lease from now; False when the worker no longer holds it."""
 
@@ -160,7 +183,10 @@ class Store(Protocol):
         """Finish the job as DONE or FAILED with a summary; raise LeaseLost if not held."""
 
     async def retry_later(self, job: Job, delay: float, reason: str) -> None:
-        """Put the job back in the queue, due in `delay` seconds; raise LeaseLost if not held."""
+        """Put the job back in the queue, due in `delay` seconds; raise LeaseLost if not held.
+
+        The job keeps its dedupe key while queued again, so new deliveries still fold into it.
+        """
 
     async def set_check_run(self, job: Job, check_run_id: int) -> None:
         """Remember the check run the job reports on, so a retry updates the same one."""

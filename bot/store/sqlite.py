@@ -26,7 +26,7 @@ import time
 from collections.abc import Callable, Collection, Iterator, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from typing import Any, Final, TypeVar
+from typing import Any, Final, Literal, TypeVar
 
 from bot.events import JobKind, JobSpec
 from bot.store.base import (
@@ -142,6 +142,26 @@ _STATE_RANK: Final = {RetainedState.FAILED: 0, RetainedState.PENDING: 1, Retaine
 """A merge keeps the better state: bytes kept beat bytes waiting, which beat bytes lost."""
 
 _PENDING: Final = "state IN ('queued', 'running')"
+
+
+def lock_key_sql(table: str, dialect: Literal["sqlite", "postgresql"] = "sqlite") -> str:
+    """SQL for `Job.lock_key` of a row of `jobs` named `table`; keep the two in step.
+
+    The same expression on both backends but for reading `details.issue_number` (JSON text in
+    SQLite, jsonb in PostgreSQL); the PostgreSQL store uses it too.
+    """
+    if dialect == "sqlite":
+        is_number = f"json_type({table}.details, '$.issue_number') = 'integer'"
+        number = f"json_extract({table}.details, '$.issue_number')"
+    else:
+        is_number = f"jsonb_typeof({table}.details -> 'issue_number') = 'number'"
+        number = f"({table}.details ->> 'issue_number')"
+    return (
+        f"(CASE WHEN {table}.head_sha IS NOT NULL AND {table}.head_sha <> ''"
+        f" THEN lower({table}.repository) || '@' || {table}.head_sha"
+        f" WHEN {is_number} THEN lower({table}.repository) || '#' || {number}"
+        f" ELSE {table}.dedupe_key END)"
+    )
 
 
 class SqliteStore:
@@ -440,44 +460,85 @@ class SqliteStore:
     # -- the queue -----------------------------------------------------------------------------
 
     async def claim(self, worker_id: str, lease: float) -> Job | None:
+        """Lease the next due job, unless a job with its `lock_key` runs on a live lease.
+
+        A job blocked so is passed over, not waited for: the next due job is taken instead.
+        """
         return await self._call(self._claim_sync, worker_id, lease)
 
     _DUE: Final = (
-        "(state = 'queued' AND not_before <= :now) OR (state = 'running' AND lease_expires < :now)"
+        "((jobs.state = 'queued' AND jobs.not_before <= :now)"
+        " OR (jobs.state = 'running' AND jobs.lease_expires < :now))"
     )
+    # Job.lock_key in SQL: a due job waits while another job with its key runs on a live lease.
+    _UNLOCKED: Final = (
+        "NOT EXISTS (SELECT 1 FROM jobs AS other WHERE other.state = 'running'"
+        " AND other.lease_expires >= :now AND other.id <> jobs.id"
+        f" AND {lock_key_sql('other')} = {lock_key_sql('jobs')})"
+    )
+    _CLAIMABLE: Final = f"{_DUE} AND {_UNLOCKED}"
 
     def _claim_sync(self, worker_id: str, lease: float) -> Job | None:
         now = self._clock()
         db = self._db
         # Look before taking the write lock: an idle poll then costs one read, no lock.
         if (
-            db.execute(f"SELECT 1 FROM jobs WHERE {self._DUE} LIMIT 1", {"now": now}).fetchone()
+            db.execute(
+                f"SELECT 1 FROM jobs WHERE {self._CLAIMABLE} LIMIT 1", {"now": now}
+            ).fetchone()
             is None
         ):
             return None
         with self._write() as conn:
             row = conn.execute(
-                f"SELECT id, state, lease_owner FROM jobs WHERE {self._DUE}"
+                f"SELECT id, state, lease_owner FROM jobs WHERE {self._CLAIMABLE}"
                 " ORDER BY not_before, id LIMIT 1",
                 {"now": now},
             ).fetchone()
             if row is None:
                 return None
-            job_row = conn.execute(
-                "UPDATE jobs SET state = 'running', attempts = attempts + 1, lease_owner = ?,"
-                " lease_expires = ?, updated_at = ? WHERE id = ? RETURNING *",
-                (worker_id, now + lease, now, row["id"]),
-            ).fetchall()[0]
-            if row["state"] == JobState.RUNNING:
-                self._audit_sync(
-                    conn,
-                    row["id"],
-                    None,
-                    now,
-                    "reclaimed",
-                    f"the lease of {row['lease_owner']} expired",
-                    {},
-                )
+            return self._lease_sync(
+                conn, row, worker_id, lease, now, f"the lease of {row['lease_owner']} expired"
+            )
+
+    async def start(self, job_id: int, worker_id: str, lease: float) -> Job | None:
+        return await self._call(self._start_sync, job_id, worker_id, lease)
+
+    def _start_sync(self, job_id: int, worker_id: str, lease: float) -> Job | None:
+        now = self._clock()
+        with self._write() as conn:
+            row = conn.execute(
+                f"SELECT id, state, lease_owner FROM jobs WHERE id = ? AND {_PENDING}",
+                (job_id,),
+            ).fetchone()
+            if row is None:
+                return None
+            return self._lease_sync(
+                conn,
+                row,
+                worker_id,
+                lease,
+                now,
+                f"{row['lease_owner']} stopped before finishing it",
+            )
+
+    def _lease_sync(
+        self,
+        conn: sqlite3.Connection,
+        row: sqlite3.Row,
+        worker_id: str,
+        lease: float,
+        now: float,
+        reclaimed: str,
+    ) -> Job:
+        """Lease the job `row` names to `worker_id`; audit `reclaimed` if it was running."""
+        job_row = conn.execute(
+            "UPDATE jobs SET state = 'running', attempts = attempts + 1, lease_owner = ?,"
+            " lease_expires = ?, updated_at = ? WHERE id = ? RETURNING *",
+            (worker_id, now + lease, now, row["id"]),
+        ).fetchall()[0]
+        if row["state"] == JobState.RUNNING:
+            self._audit_sync(conn, row["id"], None, now, "reclaimed", reclaimed, {})
         return _job(job_row)
 
     def _leased(

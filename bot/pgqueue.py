@@ -1,0 +1,341 @@
+"""The scale-out job queue: procrastinate, on the PostgreSQL store's own connection pool.
+
+With `DATABASE_URL=postgresql://…` the store (`bot.store.postgres`) keeps deliveries, jobs,
+the audit trail and the retention index, and this module hands jobs to workers through
+procrastinate (https://procrastinate.readthedocs.io), a PostgreSQL task queue:
+
+- **Queueing.** `defer` is the store's `on_queued` hook: it runs inside the transaction that
+  records the delivery, so the delivery, the job row and its procrastinate job commit
+  together; LISTEN/NOTIFY wakes a worker at once.
+- **One run per commit at a time.** Each procrastinate job carries `lock=Job.lock_key`
+  (repository and commit): procrastinate never runs two jobs with the same lock at once.
+  Bursts are folded before that, by the store: a delivery asking for work already queued or
+  running is recorded on that job instead of queueing another.
+- **Retries.** A `RetryLater` becomes procrastinate's retry, due when the handler asked (a
+  rate limit's reset) or after our backoff; the job's own row says `queued` meanwhile.
+- **Dead workers.** Every worker sends a heartbeat every third of `stalled_after`. A periodic
+  task, run by whichever worker takes it, queues again the running jobs of workers silent for
+  longer: a job whose worker was killed runs again within about `stalled_after` plus a
+  heartbeat, plus the task's period. The job row's attempt count bounds how often that
+  happens, and completion is recorded once (`Store.complete` is conditional on the run).
+- **Retention gc** is a periodic task too, run by one worker per period.
+
+The web process only ever calls `defer`; `PgWorker` is the worker side.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import datetime
+import logging
+import random
+from typing import Any, Final
+
+import procrastinate
+import psycopg
+from procrastinate import exceptions as procrastinate_errors
+from procrastinate.retry import BaseRetryStrategy, RetryDecision
+from procrastinate.schema import SchemaManager
+
+from bot.job_run import JobRun, RunContext, WorkerOptions, worker_identity
+from bot.jobs import JobHandler
+from bot.logging_setup import log_context
+from bot.metrics import Metrics
+from bot.retention import Retainer
+from bot.retention.maintenance import collect_and_report
+from bot.store.base import Job, LeaseLost, StoreError
+from bot.store.pg_schema import MIGRATION_LOCK_KEY
+from bot.store.postgres import PostgresStore
+
+log = logging.getLogger(__name__)
+
+QUEUE: Final = "release-guard"
+RUN_JOB: Final = "release_guard.run_job"
+RECOVER_STALLED: Final = "release_guard.recover_stalled"
+RETENTION_GC: Final = "release_guard.retention_gc"
+GC_CRON: Final = "17 * * * *"  # hourly, as the embedded worker's gc
+
+_PERIODS: Final = (1, 2, 3, 4, 5, 6, 10, 12, 15, 20, 30)  # cron seconds steps that divide 60
+
+
+class Requeue(Exception):
+    """Raised out of a task to have procrastinate run it again in `delay` seconds."""
+
+    def __init__(self, delay: float) -> None:
+        super().__init__(f"retry in {delay:.1f} s")
+        self.delay = delay
+
+
+class _RetryAsAsked(BaseRetryStrategy):
+    """Retry what the job run asked to retry, and what a shutdown interrupted; nothing else.
+
+    Every other failure has already been recorded as the job's outcome (`give_up`), so
+    procrastinate only has to mark its own job failed.
+    """
+
+    def get_retry_decision(
+        self, *, exception: BaseException, job: procrastinate.jobs.Job
+    ) -> RetryDecision | None:
+        if isinstance(exception, Requeue):
+            return RetryDecision(retry_at=_utcnow() + datetime.timedelta(seconds=exception.delay))
+        if isinstance(exception, asyncio.CancelledError | procrastinate_errors.JobAborted):
+            return RetryDecision(retry_at=_utcnow())
+        return None
+
+
+def recovery_cron(stalled_after: float) -> str:
+    """A cron (with seconds) that looks for stalled jobs about three times per timeout."""
+    wanted = max(1.0, stalled_after / 3)
+    step = max(p for p in _PERIODS if p <= wanted)
+    return f"*/{step} * * * * *"
+
+
+async def install_queue_schema(conn: psycopg.AsyncConnection[Any]) -> bool:
+    """Install procrastinate's schema unless it is there; return whether it was installed.
+
+    Taken under the same advisory lock as the store's migrations, so processes starting at
+    once on an empty database do not race. The schema is procrastinate's own, for the one
+    minor version pyproject pins; `queue_schema` records which version installed it, so an
+    upgrade that needs procrastinate's migrations is refused instead of failing later.
+    """
+    version = procrastinate.__version__
+    async with conn.transaction():
+        await conn.execute("SELECT pg_advisory_xact_lock(%s)", (MIGRATION_LOCK_KEY,))
+        await conn.execute(
+            "CREATE TABLE IF NOT EXISTS queue_schema ("
+            " name text PRIMARY KEY, version text NOT NULL, installed_at timestamptz NOT NULL)"
+        )
+        cursor = await conn.execute(
+            "SELECT to_regclass('procrastinate_jobs') IS NOT NULL,"
+            " (SELECT version FROM queue_schema WHERE name = 'procrastinate')"
+        )
+        row = await cursor.fetchone()
+        assert row is not None
+        present, recorded = bool(row[0]), row[1]
+        if present:
+            if recorded is not None and _minor(recorded) != _minor(version):
+                raise StoreError(
+                    f"the database's job queue schema is procrastinate {recorded}, this "
+                    f"release-guard uses {version}: apply procrastinate's migrations "
+                    "(`procrastinate schema --migrate` lists them) before starting it"
+                )
+            return False
+        await conn.execute(SchemaManager.get_schema())
+        await conn.execute(
+            "INSERT INTO queue_schema (name, version, installed_at) VALUES"
+            " ('procrastinate', %s, now()) ON CONFLICT (name) DO UPDATE SET version ="
+            " EXCLUDED.version, installed_at = EXCLUDED.installed_at",
+            (version,),
+        )
+    log.info("installed the job queue's schema (procrastinate %s)", version)
+    return True
+
+
+def _minor(version: str) -> tuple[str, ...]:
+    return tuple(version.split(".")[:2])
+
+
+class PgQueue:
+    """procrastinate's App for release-guard: the tasks, how jobs are deferred, the schema."""
+
+    def __init__(self, options: WorkerOptions | None = None, *, gc_cron: str = GC_CRON) -> None:
+        self.options = options or WorkerOptions()
+        self.app = procrastinate.App(connector=procrastinate.PsycopgConnector())
+        self._worker: PgWorker | None = None
+        self._run_job = self.app.task(
+            name=RUN_JOB, queue=QUEUE, pass_context=True, retry=_RetryAsAsked()
+        )(self._task_run_job)
+        self.app.periodic(cron=recovery_cron(self.options.stalled_after))(
+            self.app.task(name=RECOVER_STALLED, queue=QUEUE)(self._task_recover_stalled)
+        )
+        self.app.periodic(cron=gc_cron)(
+            self.app.task(name=RETENTION_GC, queue=QUEUE)(self._task_retention_gc)
+        )
+
+    async def defer(self, conn: psycopg.AsyncConnection[Any], job: Job) -> None:
+        """Queue `job` on `conn`, in the caller's transaction (the store's `on_queued`)."""
+        await self._run_job.configure(lock=job.lock_key, connection=conn).defer_async(job_id=job.id)
+
+    async def install_schema(self, store: PostgresStore) -> bool:
+        """Install procrastinate's schema in the store's database unless it is there."""
+        try:
+            async with store.pool.connection() as conn:
+                return await install_queue_schema(conn)
+        except psycopg.Error as exc:
+            raise StoreError(f"cannot install the job queue's schema: {exc}") from exc
+
+    # -- the tasks (run by a PgWorker) ----------------------------------------------------------
+
+    def attach(self, worker: PgWorker) -> None:
+        """Let `worker` run this queue's tasks in this process."""
+        self._worker = worker
+
+    def _require_worker(self) -> PgWorker:
+        if self._worker is None:  # pragma: no cover - only PgWorker runs procrastinate workers
+            raise RuntimeError("this process runs no release-guard worker")
+        return self._worker
+
+    async def _task_run_job(self, context: procrastinate.JobContext, job_id: int) -> str:
+        return await self._require_worker().run_job(job_id)
+
+    async def _task_recover_stalled(self, timestamp: int) -> int:
+        return await self._require_worker().recover_stalled()
+
+    async def _task_retention_gc(self, timestamp: int) -> str:
+        return await self._require_worker().retention_gc()
+
+
+class PgWorker:
+    """Runs release-guard's procrastinate tasks in this process until `stop()`.
+
+    The same interface as the embedded `bot.worker.Worker` (`run`, `stop`, `notify`), so
+    `serve` and `worker` run either.
+    """
+
+    def __init__(
+        self,
+        queue: PgQueue,
+        store: PostgresStore,
+        handler: JobHandler,
+        *,
+        worker_id: str | None = None,
+        metrics: Metrics | None = None,
+        retainer: Retainer | None = None,
+        rng: random.Random | None = None,
+    ) -> None:
+        self.queue = queue
+        self.store = store
+        self.options = queue.options
+        self.metrics = metrics
+        self.retainer = retainer
+        self.worker_id = worker_id or worker_identity()
+        self._run = JobRun(store, handler, self.options, self.worker_id, rng or random.Random())
+        self._stop = asyncio.Event()
+        queue.attach(self)
+
+    def notify(self) -> None:
+        """Nothing to do: procrastinate's LISTEN/NOTIFY wakes the workers."""
+
+    def stop(self) -> None:
+        """Take no more jobs; `run()` returns once running jobs are drained."""
+        self._stop.set()
+
+    async def run(self, *, wait: bool = True) -> None:
+        """Work until `stop()` (with `wait` False: until no job is due, for tests)."""
+        app = self.queue.app
+        await app.open_async(pool=self.store.pool)
+        log.info(
+            "worker %s started on PostgreSQL (procrastinate)",
+            self.worker_id,
+            extra={"concurrency": self.options.concurrency},
+        )
+        try:
+            worker = asyncio.create_task(
+                app.run_worker_async(
+                    queues=[QUEUE],
+                    name=self.worker_id,
+                    concurrency=self.options.concurrency,
+                    wait=wait,
+                    install_signal_handlers=False,
+                    update_heartbeat_interval=self.options.stalled_after / 3,
+                    stalled_worker_timeout=self.options.stalled_after,
+                    shutdown_graceful_timeout=self.options.drain_timeout,
+                    delete_jobs="successful",
+                    # LISTEN/NOTIFY wakes the worker; polling is the fallback.
+                    fetch_job_polling_interval=self.options.poll_interval * 5,
+                ),
+                name="procrastinate worker",
+            )
+            stopping = asyncio.create_task(self._stop.wait())
+            try:
+                await asyncio.wait({worker, stopping}, return_when=asyncio.FIRST_COMPLETED)
+            finally:
+                stopping.cancel()
+            if not worker.done():
+                worker.cancel()  # procrastinate stops fetching and drains
+            with contextlib.suppress(asyncio.CancelledError):
+                await worker
+        finally:
+            await app.close_async()
+            log.info("worker %s stopped", self.worker_id)
+
+    # -- tasks --------------------------------------------------------------------------------
+
+    async def run_job(self, job_id: int) -> str:
+        job = await self.store.start(job_id, self.worker_id, self.options.lease)
+        if job is None:
+            return f"job {job_id} is finished already"
+        with log_context(delivery_id=job.delivery_id, job_id=job.id):
+            ctx = RunContext(self.store, job, self.options.max_attempts, self.metrics)
+            if self.metrics is not None:
+                self.metrics.job_started()
+            try:
+                delay = await self._run.attempt(job, ctx)
+            except asyncio.CancelledError:
+                ctx.end("interrupted")
+                with contextlib.suppress(StoreError, LeaseLost):
+                    await self.store.retry_later(
+                        job, 0, "interrupted: the worker stopped before the job finished"
+                    )
+                raise
+            except LeaseLost:
+                ctx.end("lease_lost")
+                log.warning("job %d: another worker runs it now", job.id)
+                return "another worker runs it now"
+            except StoreError:
+                # The outcome could not be written: run it again once the database answers.
+                ctx.end("store_error")
+                log.exception("job %d: cannot record its outcome", job.id)
+                raise Requeue(self.options.backoff_base) from None
+            finally:
+                ctx.report_end()
+        if delay is not None:
+            raise Requeue(delay)
+        return ctx.summary or ctx.ended_as
+
+    async def recover_stalled(self) -> int:
+        """Queue again the running jobs of workers that stopped sending heartbeats."""
+        manager = self.queue.app.job_manager
+        stalled = await manager.get_stalled_jobs(
+            task_name=RUN_JOB, seconds_since_heartbeat=self.options.stalled_after
+        )
+        count = 0
+        for stalled_job in stalled:
+            job_id = stalled_job.task_kwargs.get("job_id")
+            try:
+                await manager.retry_job(stalled_job, retry_at=_utcnow())
+            except procrastinate_errors.ConnectorException:
+                # Another worker's recovery (or the job's own end) got there first.
+                continue
+            count += 1
+            log.warning(
+                "job %s: its worker sent no heartbeat for %.0f s; queued again",
+                job_id,
+                self.options.stalled_after,
+            )
+            if isinstance(job_id, int):
+                with contextlib.suppress(StoreError):
+                    await self.store.audit(
+                        job_id,
+                        "requeued",
+                        f"the worker running it sent no heartbeat for "
+                        f"{self.options.stalled_after:.0f} s: queued again",
+                        {"procrastinate_job": stalled_job.id},
+                    )
+        return count
+
+    async def retention_gc(self) -> str:
+        """Run one retention gc (the periodic task; one worker takes each period)."""
+        if self.retainer is None:
+            return "no artifact store on this worker"
+        metrics = self.metrics
+        report = await collect_and_report(
+            self.retainer,
+            on_gc=(lambda gc: metrics.set_retained_bytes(gc.remaining_bytes)) if metrics else None,
+        )
+        return "gc failed" if report is None else f"{len(report.deleted)} item(s) deleted"
+
+
+def _utcnow() -> datetime.datetime:
+    return datetime.datetime.now(datetime.UTC)
