@@ -215,7 +215,8 @@ def configure_logging(
     root.addHandler(handler)
     root.setLevel(level.upper())
     # aiohttp's access log repeats what the delivery line says; keep it for debugging only.
-    logging.getLogger("aiohttp.access").setLevel(
-        logging.DEBUG if level == "debug" else logging.WARNING
-    )
+    # procrastinate (the PostgreSQL queue) logs every task registration, fetch and end at
+    # info; the job's own lines say the same with the delivery and job ids.
+    for noisy in ("aiohttp.access", "procrastinate"):
+        logging.getLogger(noisy).setLevel(logging.DEBUG if level == "debug" else logging.WARNING)
     return handler

@@ -30,6 +30,7 @@ import contextlib
 import datetime
 import logging
 import random
+import time
 from typing import Any, Final
 
 import procrastinate
@@ -55,6 +56,7 @@ RUN_JOB: Final = "release_guard.run_job"
 RECOVER_STALLED: Final = "release_guard.recover_stalled"
 RETENTION_GC: Final = "release_guard.retention_gc"
 GC_CRON: Final = "17 * * * *"  # hourly, as the embedded worker's gc
+ORPHAN_GRACE: Final = 600.0  # seconds a job waits without a queue entry before it gets one
 
 _PERIODS: Final = (1, 2, 3, 4, 5, 6, 10, 12, 15, 20, 30)  # cron seconds steps that divide 60
 
@@ -263,7 +265,11 @@ class PgWorker:
     # -- tasks --------------------------------------------------------------------------------
 
     async def run_job(self, job_id: int) -> str:
-        job = await self.store.start(job_id, self.worker_id, self.options.lease)
+        try:
+            job = await self.store.start(job_id, self.worker_id, self.options.lease)
+        except StoreError:
+            log.exception("job %d: cannot start it; trying again later", job_id)
+            raise Requeue(self.options.backoff_base) from None
         if job is None:
             return f"job {job_id} is finished already"
         with log_context(delivery_id=job.delivery_id, job_id=job.id):
@@ -295,6 +301,42 @@ class PgWorker:
         return ctx.summary or ctx.ended_as
 
     async def recover_stalled(self) -> int:
+        """Queue again the jobs of dead workers, and any job the queue lost; return how many."""
+        return await self._retry_stalled() + await self.resubmit_orphans()
+
+    async def resubmit_orphans(self, *, older_than: float = ORPHAN_GRACE) -> int:
+        """Queue again the unfinished jobs that have no procrastinate job any more.
+
+        A safety net, not a path taken in normal operation: a procrastinate job that ended
+        without finishing ours (a bug, a failed status written by hand, a row deleted by an
+        operator) would otherwise leave its job `queued` for ever. Jobs untouched for
+        `older_than` seconds only, so a job between its two commits is never taken.
+        """
+        try:
+            async with self.store.pool.connection() as conn:
+                cursor = await conn.execute(
+                    "SELECT j.id FROM jobs AS j WHERE j.state IN ('queued', 'running')"
+                    " AND j.updated_at < %s AND NOT EXISTS (SELECT 1 FROM procrastinate_jobs"
+                    " AS p WHERE p.task_name = %s AND p.status IN ('todo', 'doing')"
+                    " AND p.args ->> 'job_id' = j.id::text) ORDER BY j.id LIMIT 100",
+                    (time.time() - older_than, RUN_JOB),
+                )
+                orphans = [int(row[0]) for row in await cursor.fetchall()]
+                for job_id in orphans:
+                    job = await self.store.get_job(job_id)
+                    if job is None:
+                        continue
+                    async with conn.transaction():
+                        await self.queue.defer(conn, job)
+                    log.warning("job %d had no queue entry: queued again", job_id)
+                    await self.store.audit(
+                        job_id, "requeued", "the job queue had lost it: queued again", {}
+                    )
+        except psycopg.Error as exc:
+            raise StoreError(f"cannot look for lost jobs: {exc}") from exc
+        return len(orphans)
+
+    async def _retry_stalled(self) -> int:
         """Queue again the running jobs of workers that stopped sending heartbeats."""
         manager = self.queue.app.job_manager
         stalled = await manager.get_stalled_jobs(

@@ -15,6 +15,9 @@ from typing import Any
 
 import pytest
 
+# `pg_url` / `pg_schema_url`: a private PostgreSQL schema per test (tests/pgtest.py).
+pytest_plugins = ["tests.pgtest"]
+
 _original_connect = socket.socket.connect
 _original_connect_ex = socket.socket.connect_ex
 

@@ -1,7 +1,8 @@
 """The whole App on loopback: a signed delivery in, a completed check run at the GitHub double.
 
 The delivery is GitHub's published `pull_request.opened` example (tests/payloads), pointed at
-a repository of the double; `serve` runs with its embedded worker and the real handler.
+a repository of the double; `serve` runs with its embedded worker and the real handler, on
+each backend: SQLite (its own queue) and PostgreSQL (procrastinate).
 """
 
 from __future__ import annotations
@@ -10,6 +11,7 @@ import asyncio
 import copy
 import json
 import socket
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -19,7 +21,7 @@ import pytest
 from bot.double.server import GitHubDouble
 from bot.secrets import Secret
 from bot.serve import serve
-from bot.settings import Settings
+from bot.settings import Database, PostgresDatabase, Settings
 from bot.store import store_for
 from bot.worker import WorkerOptions
 from tests.apphelpers import examples, new_secret, wait_until, webhook_headers
@@ -47,9 +49,17 @@ def published_pull_request(repo: Any) -> dict[str, Any]:
     return payload
 
 
+@pytest.fixture(params=["sqlite", "postgres"])
+def database(request: pytest.FixtureRequest) -> Database | None:
+    """None: the embedded SQLite under DATA_DIR; else a PostgreSQL schema of the test's own."""
+    if request.param == "sqlite":
+        return None
+    return PostgresDatabase(Secret(request.getfixturevalue("pg_schema_url")))
+
+
 @pytest.mark.asyncio
 async def test_signed_pull_request_ends_in_a_failed_check_run(
-    ghdouble: GitHubDouble, tmp_path: Path
+    ghdouble: GitHubDouble, tmp_path: Path, database: Database | None
 ) -> None:
     repo = ghdouble.add_repo("octo-org/leaky-cli")
     run = ghdouble.add_run(repo, head_sha=SHA, name="build")
@@ -67,6 +77,8 @@ async def test_signed_pull_request_ends_in_a_failed_check_run(
         host="127.0.0.1",
         port=port,
     )
+    if database is not None:
+        settings = replace(settings, database=database)
     stop = asyncio.Event()
     server = asyncio.create_task(
         serve(settings, stop=stop, options=WorkerOptions(concurrency=1, poll_interval=0.05))

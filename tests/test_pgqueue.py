@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
+from pathlib import Path
 
 import procrastinate
 import pytest
@@ -14,11 +15,22 @@ import pytest_asyncio
 
 from bot.job_run import WorkerOptions
 from bot.jobs import JobContext
-from bot.pgqueue import QUEUE, RUN_JOB, PgQueue, PgWorker, install_queue_schema, recovery_cron
-from bot.store.base import Job, JobState
+from bot.metrics import Metrics
+from bot.pgqueue import (
+    QUEUE,
+    RETENTION_GC,
+    RUN_JOB,
+    PgQueue,
+    PgWorker,
+    Requeue,
+    install_queue_schema,
+    recovery_cron,
+)
+from bot.retention import build_retainer
+from bot.settings import Settings
+from bot.store.base import Job, JobState, StoreError
 from bot.store.postgres import PostgresStore
 from tests.apphelpers import SHA_A, RecordingHandler, delivery, retry, spec
-from tests.pgtest import pg_schema_url, pg_url  # noqa: F401
 
 pytestmark = pytest.mark.asyncio
 
@@ -40,7 +52,7 @@ class Queue:
 
 
 @pytest_asyncio.fixture
-async def pg(pg_url: str) -> AsyncIterator[Queue]:  # noqa: F811
+async def pg(pg_url: str) -> AsyncIterator[Queue]:
     queue = PgQueue(FAST)
     store = PostgresStore(pg_url, on_queued=queue.defer)
     await store.open()
@@ -271,3 +283,48 @@ async def test_the_queue_registers_its_tasks() -> None:
     queue = PgQueue(FAST)
     assert {"release_guard.run_job", "release_guard.recover_stalled"} <= set(queue.app.tasks)
     assert isinstance(queue.app, procrastinate.App)
+
+
+async def test_a_job_the_queue_lost_is_queued_again(pg: Queue) -> None:
+    await pg.store.record_delivery(delivery(), [spec(sha=SHA_A)])
+    [job] = await pg.store.list_jobs()
+    handler = RecordingHandler()
+    worker = PgWorker(pg.queue, pg.store, handler)
+    assert await worker.resubmit_orphans() == 0  # queued and in the queue: nothing to do
+    await pg.store.execute("DELETE FROM procrastinate_jobs")  # an operator's mistake
+    assert await worker.resubmit_orphans() == 0  # too recent to be called lost
+    assert await worker.resubmit_orphans(older_than=-1) == 1
+    [(_, status, lock, job_id)] = await procrastinate_jobs(pg.store)
+    assert (status, lock, job_id) == ("todo", job.lock_key, job.id)
+    assert "requeued" in await stages(pg.store, job.id)
+    await worker.run(wait=False)
+    assert (await pg.store.list_jobs())[0].state is JobState.DONE
+
+
+async def test_a_database_error_at_start_is_retried_not_lost(
+    pg: Queue, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    worker = PgWorker(pg.queue, pg.store, RecordingHandler())
+
+    async def unreachable(*args: object) -> None:
+        raise StoreError("the database went away")
+
+    monkeypatch.setattr(pg.store, "start", unreachable)
+    with pytest.raises(Requeue):
+        await worker.run_job(1)
+
+
+async def test_retention_gc_is_a_task_any_worker_runs(pg: Queue, tmp_path: Path) -> None:
+    assert RETENTION_GC in pg.queue.app.tasks
+    worker = PgWorker(pg.queue, pg.store, RecordingHandler())
+    assert await worker.retention_gc() == "no artifact store on this worker"
+    settings = Settings.for_data_dir(tmp_path)
+    metrics = Metrics()
+    worker = PgWorker(
+        pg.queue,
+        pg.store,
+        RecordingHandler(),
+        retainer=build_retainer(settings, pg.store, environ={}),
+        metrics=metrics,
+    )
+    assert await worker.retention_gc() == "0 item(s) deleted"

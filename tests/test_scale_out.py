@@ -9,6 +9,9 @@ in the test's event loop, so the tests wait without blocking it.
 from __future__ import annotations
 
 import asyncio
+import json
+import subprocess
+import sys
 import threading
 import uuid
 from collections.abc import Iterator
@@ -21,7 +24,6 @@ import pytest
 from bot.double.faults import Slow
 from bot.double.server import GitHubDouble
 from tests.apphelpers import new_secret, pull_request_payload, wait_until
-from tests.pgtest import pg_schema_url  # noqa: F401
 from tests.processes import App, base_environment, new_pem
 from tests.test_app_flow import REAL, published_pull_request
 
@@ -53,7 +55,7 @@ def worker_args() -> list[str]:
 
 
 def test_three_web_processes_receiving_one_delivery_queue_one_job(
-    pg_schema_url: str,  # noqa: F811
+    pg_schema_url: str,
     tmp_path: Path,
     apps: list[App],
 ) -> None:
@@ -122,7 +124,7 @@ async def post(app: App, secret: str, payload: dict[str, Any]) -> int:
 @pytest.mark.asyncio
 async def test_a_worker_killed_mid_scan_its_job_completes_once_on_another(
     ghdouble: GitHubDouble,
-    pg_schema_url: str,  # noqa: F811
+    pg_schema_url: str,
     tmp_path: Path,
     apps: list[App],
 ) -> None:
@@ -171,17 +173,31 @@ async def test_a_worker_killed_mid_scan_its_job_completes_once_on_another(
     ]
     assert "requeued" in stages and stages[-1] == "done"
     assert stages.count("started") == 2
+    # The failing artifact was kept once, by the survivor (the victim never finished reading it).
+    assert query(pg_schema_url, "SELECT count(*), min(state) FROM retained") == [(1, "kept")]
     assert any(
         r.get("job_id") == 1 and r["message"].startswith("job 1 done") for r in survivor.records()
     )
     for app in (web, survivor):
         assert app.terminate() == 0
+    # The operator's view, from any machine with DATABASE_URL.
+    listed = subprocess.run(
+        [sys.executable, "-m", "bot", "jobs", "--json"],
+        env=env,
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=True,
+    )
+    [job] = json.loads(listed.stdout)
+    assert (job["state"], job["attempts"], job["check_run_id"]) == ("done", 2, check_run.id)
 
 
 @pytest.mark.asyncio
 async def test_workers_back_off_together_from_a_rate_limited_installation(
     ghdouble: GitHubDouble,
-    pg_schema_url: str,  # noqa: F811
+    pg_schema_url: str,
     tmp_path: Path,
     apps: list[App],
 ) -> None:

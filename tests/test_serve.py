@@ -271,9 +271,70 @@ def test_worker_without_app_id_is_exit_2(
 
 @pytest.mark.parametrize(
     "args",
-    [["serve", "--port", "x"], ["serve", "--concurrency", "0"], ["worker", "--concurrency", "65"]],
+    [
+        ["serve", "--port", "x"],
+        ["serve", "--concurrency", "0"],
+        ["worker", "--concurrency", "65"],
+        ["worker", "--stalled-after", "1"],
+        ["serve", "--stalled-after", "soon"],
+    ],
 )
 def test_serve_usage_errors(args: list[str]) -> None:
     with pytest.raises(SystemExit) as caught:
         main(args)
     assert caught.value.code == 2
+
+
+def test_migrate_creates_the_sqlite_schema_and_says_so(
+    clean_env: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("DATA_DIR", str(clean_env / "data"))
+    assert main(["migrate"]) == 0
+    assert main(["migrate"]) == 0  # nothing to do the second time
+    assert (clean_env / "data" / "release-guard.sqlite3").is_file()
+    assert (
+        capsys.readouterr().out.splitlines() == ["the SQLite database's schema is up to date"] * 2
+    )
+
+
+def test_migrate_on_postgresql_installs_the_queue_too(
+    clean_env: Path,
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+    pg_schema_url: str,
+) -> None:
+    monkeypatch.setenv("DATABASE_URL", pg_schema_url)
+    assert main(["migrate"]) == 0
+    assert main(["migrate"]) == 0
+    assert (
+        capsys.readouterr().out.splitlines()
+        == ["the PostgreSQL database's schema is up to date"] * 2
+    )
+    import psycopg
+
+    with psycopg.connect(pg_schema_url) as conn:
+        tables = {
+            name
+            for (name,) in conn.execute(
+                "SELECT table_name FROM information_schema.tables"
+                " WHERE table_schema = current_schema()"
+            )
+        }
+    assert {"deliveries", "jobs", "audit_events", "procrastinate_jobs", "queue_schema"} <= tables
+    assert not (clean_env / "data").exists()  # nothing of SQLite was created
+
+
+def test_an_unreachable_postgresql_is_a_clear_error_without_the_password(
+    clean_env: Path,
+    capsys: pytest.CaptureFixture[str],
+    key: PrivateKey,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv("APP_ID", "5")
+    monkeypatch.setenv("PRIVATE_KEY", key.reveal().decode())
+    monkeypatch.setenv("DATABASE_URL", "postgresql://rg:s3cr3t-pw@127.0.0.1:1/rg?connect_timeout=2")
+    assert main(["worker"]) == 2
+    err = capsys.readouterr().err
+    last = err.strip().splitlines()[-1]
+    assert last.startswith("release-guard: ") and "127.0.0.1:1" in last
+    assert "s3cr3t-pw" not in err and "Traceback" not in err

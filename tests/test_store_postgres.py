@@ -20,10 +20,6 @@ from bot.store import Job, JobState, PostgresStore, StoreError, store_for
 from bot.store.pg_schema import MIGRATION_LOCK_KEY, MIGRATIONS, migrate
 from tests.apphelpers import SHA_A, SHA_B, FakeClock, delivery, spec
 
-# The fixtures are imported to be used (as parameters), which pyflakes takes for redefinitions.
-# ruff: noqa: F811
-from tests.pgtest import pg_schema_url, pg_url  # noqa: F401  (fixtures)
-
 pytestmark = pytest.mark.asyncio
 
 TABLES = {

@@ -29,7 +29,6 @@ from bot.store.base import (
 )
 from bot.store.sqlite import lock_key_sql
 from tests.apphelpers import SHA_A, SHA_B, FakeClock, delivery, spec
-from tests.pgtest import pg_schema_url, pg_url  # noqa: F401  (fixtures)
 
 pytestmark = pytest.mark.asyncio
 
