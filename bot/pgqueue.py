@@ -41,7 +41,7 @@ from procrastinate.schema import SchemaManager
 
 from bot.job_run import JobRun, RunContext, WorkerOptions, worker_identity
 from bot.jobs import JobHandler
-from bot.logging_setup import log_context
+from bot.logging_setup import log_context, mask_secrets
 from bot.metrics import Metrics
 from bot.retention import Retainer
 from bot.retention.maintenance import collect_and_report
@@ -56,6 +56,8 @@ RUN_JOB: Final = "release_guard.run_job"
 RECOVER_STALLED: Final = "release_guard.recover_stalled"
 RETENTION_GC: Final = "release_guard.retention_gc"
 GC_CRON: Final = "17 * * * *"  # hourly, as the embedded worker's gc
+RESTART_MIN: Final = 1.0  # seconds before restarting a worker procrastinate stopped...
+RESTART_MAX: Final = 60.0  # ...doubling up to this
 ORPHAN_GRACE: Final = 600.0  # seconds a job waits without a queue entry before it gets one
 
 _PERIODS: Final = (1, 2, 3, 4, 5, 6, 10, 12, 15, 20, 30)  # cron seconds steps that divide 60
@@ -224,7 +226,12 @@ class PgWorker:
         self._stop.set()
 
     async def run(self, *, wait: bool = True) -> None:
-        """Work until `stop()` (with `wait` False: until no job is due, for tests)."""
+        """Work until `stop()` (with `wait` False: until no job is due, for tests).
+
+        procrastinate's worker stops when one of its side tasks fails (the heartbeat, the
+        listener), which is what a database outage looks like; it is restarted, with a backoff,
+        until `stop()`, instead of taking the process down.
+        """
         app = self.queue.app
         await app.open_async(pool=self.store.pool)
         log.info(
@@ -232,35 +239,61 @@ class PgWorker:
             self.worker_id,
             extra={"concurrency": self.options.concurrency},
         )
+        delay = RESTART_MIN
         try:
-            worker = asyncio.create_task(
-                app.run_worker_async(
-                    queues=[QUEUE],
-                    name=self.worker_id,
-                    concurrency=self.options.concurrency,
-                    wait=wait,
-                    install_signal_handlers=False,
-                    update_heartbeat_interval=self.options.stalled_after / 3,
-                    stalled_worker_timeout=self.options.stalled_after,
-                    shutdown_graceful_timeout=self.options.drain_timeout,
-                    delete_jobs="successful",
-                    # LISTEN/NOTIFY wakes the worker; polling is the fallback.
-                    fetch_job_polling_interval=self.options.poll_interval * 5,
-                ),
-                name="procrastinate worker",
-            )
-            stopping = asyncio.create_task(self._stop.wait())
-            try:
-                await asyncio.wait({worker, stopping}, return_when=asyncio.FIRST_COMPLETED)
-            finally:
-                stopping.cancel()
-            if not worker.done():
-                worker.cancel()  # procrastinate stops fetching and drains
-            with contextlib.suppress(asyncio.CancelledError):
-                await worker
+            while True:
+                started = time.monotonic()
+                trouble = await self._run_procrastinate(wait)
+                if self._stop.is_set() or not wait:
+                    return
+                if time.monotonic() - started > RESTART_MAX:
+                    delay = RESTART_MIN  # it ran well for a while: this is a new outage
+                log.error(
+                    "the job queue's worker stopped (%s); restarting it in %.0f s",
+                    trouble or "it ended by itself",
+                    delay,
+                )
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self._stop.wait(), delay)
+                    return
+                delay = min(delay * 2, RESTART_MAX)
         finally:
             await app.close_async()
             log.info("worker %s stopped", self.worker_id)
+
+    async def _run_procrastinate(self, wait: bool) -> str | None:
+        """Run procrastinate's worker until it ends or `stop()`; say why it ended, if it failed."""
+        worker = asyncio.create_task(
+            self.queue.app.run_worker_async(
+                queues=[QUEUE],
+                name=self.worker_id,
+                concurrency=self.options.concurrency,
+                wait=wait,
+                install_signal_handlers=False,
+                update_heartbeat_interval=self.options.stalled_after / 3,
+                stalled_worker_timeout=self.options.stalled_after,
+                shutdown_graceful_timeout=self.options.drain_timeout,
+                delete_jobs="successful",
+                # LISTEN/NOTIFY wakes the worker; polling is the fallback.
+                fetch_job_polling_interval=self.options.poll_interval * 5,
+            ),
+            name="procrastinate worker",
+        )
+        stopping = asyncio.create_task(self._stop.wait())
+        try:
+            await asyncio.wait({worker, stopping}, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            stopping.cancel()
+        if not worker.done():
+            worker.cancel()  # procrastinate stops fetching and drains
+        try:
+            await worker
+        except asyncio.CancelledError:
+            if not self._stop.is_set():
+                raise  # this task itself was cancelled
+        except Exception as exc:
+            return mask_secrets(f"{type(exc).__name__}: {exc}")
+        return None
 
     # -- tasks --------------------------------------------------------------------------------
 

@@ -328,3 +328,34 @@ async def test_retention_gc_is_a_task_any_worker_runs(pg: Queue, tmp_path: Path)
         metrics=metrics,
     )
     assert await worker.retention_gc() == "0 item(s) deleted"
+
+
+async def test_a_queue_worker_stopped_by_a_database_outage_is_restarted(
+    pg: Queue, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    manager = pg.queue.app.job_manager
+    original = manager.update_heartbeat
+    failures = []
+
+    async def heartbeat_fails_once(worker_id: int) -> None:
+        if not failures:
+            failures.append(worker_id)
+            raise procrastinate.exceptions.ConnectorException("server closed the connection")
+        await original(worker_id)
+
+    monkeypatch.setattr(manager, "update_heartbeat", heartbeat_fails_once)
+    handler = RecordingHandler()
+    worker = PgWorker(pg.queue, pg.store, handler)
+    task = asyncio.create_task(worker.run())
+    try:
+        await until(lambda: _value(bool(failures)))
+        # procrastinate stopped its worker on the failed heartbeat; ours starts it again.
+        await pg.store.record_delivery(delivery(), [spec(sha=SHA_A)])
+        await until(lambda: _value(len(handler.runs) == 1))
+        assert not task.done()
+    finally:
+        worker.stop()
+        await asyncio.wait_for(task, 20)
+    [job] = await pg.store.list_jobs()
+    assert job.state is JobState.DONE
+    assert any("restarting it in 1 s" in r.getMessage() for r in caplog.records)
