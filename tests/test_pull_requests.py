@@ -12,7 +12,7 @@ from typing import Any
 
 import pytest
 
-from bot.double.faults import ServerError
+from bot.double.faults import Respond, ServerError
 from bot.double.server import GitHubDouble
 from bot.events import JobKind
 from bot.github import GitHubApp
@@ -275,3 +275,30 @@ async def test_annotation_points_at_the_option_that_embeds_sources(
     assert {(a["path"], a["start_line"]) for a in embedded} == {
         ("tsconfig.json", inline_sources_line)
     }
+    # The commit's root was listed once; of the candidate files only those there were read.
+    assert len(ghdouble.requests_to("GET", "/repos/{owner}/{repo}/git/trees/{tree_sha}")) == 1
+    read = {r.path.rsplit("/contents/", 1)[1] for r in ghdouble.requests_to("GET", "*/contents/*")}
+    assert (
+        "tsconfig.json" in read and "webpack.config.js" not in read and "package.json" not in read
+    )
+
+
+@pytest.mark.asyncio
+async def test_without_the_tree_every_candidate_file_is_asked_for(
+    ghdouble: GitHubDouble, github_app: GitHubApp
+) -> None:
+    repo = ghdouble.add_repo()
+    run = ghdouble.add_run(repo, head_sha=SHA)
+    tsc = (REAL / "localpath-tsc-1.0.0.tgz").read_bytes()
+    ghdouble.add_artifact(
+        repo, run, name="npm-package", data=artifact_zip({"range-lib-1.0.0.tgz": tsc})
+    )
+    ghdouble.add_file(
+        repo, "tsconfig.json", '{"compilerOptions": {"inlineSources": true}}', ref=SHA
+    )
+    ghdouble.faults.add("GET", "/repos/{owner}/{repo}/git/trees/{tree_sha}", Respond(404))
+    await PullRequestChecks(github_app, CheckOptions()).run(make_job(repo), FakeContext())
+    check = the_check_run(repo)
+    assert any(a["path"] == "tsconfig.json" for a in check.annotations)
+    read = {r.path.rsplit("/contents/", 1)[1] for r in ghdouble.requests_to("GET", "*/contents/*")}
+    assert {"tsconfig.json", "webpack.config.js", "package.json"} <= read

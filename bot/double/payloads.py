@@ -246,6 +246,32 @@ class Payloads:
             "_links": {"self": url, "git": None, "html": None},
         }
 
+    def tree(
+        self, repo: Repository, ref: str, entries: dict[str, tuple[str, int]]
+    ) -> dict[str, Any]:
+        """A root tree: `entries` maps each name to its type (`blob` or `tree`) and size."""
+        sha = hashlib.sha1(f"tree:{ref}".encode(), usedforsecurity=False).hexdigest()
+        tree = []
+        for name, (kind, size) in sorted(entries.items()):
+            entry_sha = hashlib.sha1(f"{ref}:{name}".encode(), usedforsecurity=False).hexdigest()
+            kind_path = "blobs" if kind == "blob" else "trees"
+            entry: dict[str, Any] = {
+                "path": name,
+                "mode": "100644" if kind == "blob" else "040000",
+                "type": kind,
+                "sha": entry_sha,
+                "url": f"{self.repo_url(repo)}/git/{kind_path}/{entry_sha}",
+            }
+            if kind == "blob":
+                entry["size"] = size
+            tree.append(entry)
+        return {
+            "sha": sha,
+            "url": f"{self.repo_url(repo)}/git/trees/{sha}",
+            "tree": tree,
+            "truncated": False,
+        }
+
     def ref(self, repo: Repository, name: str, sha: str, object_type: str) -> dict[str, Any]:
         kind = "tags" if object_type == "tag" else "commits"
         return {

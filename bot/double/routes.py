@@ -263,6 +263,25 @@ async def get_tag(ctx: Context) -> web.StreamResponse:
     return json_response(ctx.double.payloads.tag(ctx.the_repo, tag))
 
 
+@route("GET", "/repos/{owner}/{repo}/git/trees/{tree_sha}", permissions=CONTENTS_READ)
+async def get_tree(ctx: Context) -> web.StreamResponse:
+    """The commit's (or ref's) root tree; nested trees are listed, never expanded.
+
+    The double knows a commit by its files only: a commit it holds no file for has an empty
+    tree (GitHub would answer 404 for a commit that does not exist at all).
+    """
+    repo = ctx.the_repo
+    ref = ctx.request.match_info["tree_sha"]
+    candidates = (ref, repo.resolve(ref))
+    entries: dict[str, tuple[str, int]] = {}
+    for file_ref, file_path in repo.files:
+        if file_ref in candidates:
+            name, _, deeper = file_path.partition("/")
+            size = 0 if deeper else len(repo.files[(file_ref, file_path)])
+            entries[name] = ("tree" if deeper else "blob", size)
+    return json_response(ctx.double.payloads.tree(repo, repo.resolve(ref), entries))
+
+
 @route(
     "GET",
     "/repos/{owner}/{repo}/collaborators/{username}/permission",

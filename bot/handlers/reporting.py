@@ -12,7 +12,7 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 from collections.abc import Sequence
-from typing import Final
+from typing import Any, Final
 
 from bot.checks import output
 from bot.checks.hints import CANDIDATE_PATHS, Hints
@@ -22,6 +22,7 @@ from bot.github import (
     AuthenticationFailed,
     GitHubClient,
     GitHubUnavailable,
+    NotFound,
     PermissionMissing,
     RateLimited,
 )
@@ -42,12 +43,43 @@ def retry_later(exc: GitHubUnavailable | RateLimited | AuthenticationFailed) -> 
     return RetryLater(f"GitHub: {exc}", delay=delay)
 
 
+async def root_names(gh: GitHubClient, repository: str, head_sha: str) -> set[str] | None:
+    """The names at the root of the commit's tree, in one request; None when not known.
+
+    https://docs.github.com/en/rest/git/trees#get-a-tree (not recursive: the root only).
+    """
+    try:
+        data: Any = await gh.getitem(f"/repos/{repository}/git/trees/{head_sha}")
+    except (NotFound, PermissionMissing):
+        return None
+    if (
+        not isinstance(data, dict)
+        or data.get("truncated")
+        or not isinstance(data.get("tree"), list)
+    ):
+        return None
+    return {
+        entry["path"]
+        for entry in data["tree"]
+        if isinstance(entry, dict) and isinstance(entry.get("path"), str)
+    }
+
+
 async def hint_files(
     gh: GitHubClient, repository: str, head_sha: str, report: Report
 ) -> dict[str, str]:
-    """Fetch the repository files that can explain a finding (only when there is one)."""
+    """Fetch the repository files that can explain a finding (only when there is one).
+
+    The commit's root is listed first, so only the candidates that exist are fetched: a
+    failing scan costs a request or a few, not one per candidate, out of the installation's
+    hourly budget. Without the listing, every candidate is asked for.
+    """
     if not report.findings:
         return {}
+    names = await root_names(gh, repository, head_sha)
+    candidates = [
+        path for path in CANDIDATE_PATHS if names is None or path.split("/", 1)[0] in names
+    ]
     limit = asyncio.Semaphore(_HINT_FETCHES)
 
     async def fetch(path: str) -> tuple[str, str | None]:
@@ -57,7 +89,7 @@ async def hint_files(
             except (ConfigError, PermissionMissing):
                 return path, None
 
-    fetched = await asyncio.gather(*(fetch(path) for path in CANDIDATE_PATHS))
+    fetched = await asyncio.gather(*(fetch(path) for path in candidates))
     return {path: text for path, text in fetched if text is not None}
 
 

@@ -55,6 +55,7 @@ OPERATIONS: Final = (
     ("GET", "/repos/{owner}/{repo}/releases/assets/{asset_id}"),
     ("GET", "/repos/{owner}/{repo}/git/ref/{ref}"),
     ("GET", "/repos/{owner}/{repo}/git/tags/{tag_sha}"),
+    ("GET", "/repos/{owner}/{repo}/git/trees/{tree_sha}"),
     ("GET", "/repos/{owner}/{repo}/collaborators/{username}/permission"),
     ("POST", "/repos/{owner}/{repo}/issues/{issue_number}/comments"),
     ("POST", "/repos/{owner}/{repo}/issues/comments/{comment_id}/reactions"),
