@@ -28,7 +28,7 @@ from bot import __version__
 from bot.backend import Backend, JobWorker
 from bot.events import JobKind
 from bot.github import GitHubApp, RateLimitGate, RateLimitTracker
-from bot.handlers.comments import RescanCommands
+from bot.handlers.comments import RescanCommands, RescanLedger
 from bot.handlers.deployments import DeploymentGates
 from bot.handlers.pull_requests import PullRequestChecks
 from bot.handlers.releases import ReleaseChecks
@@ -58,6 +58,7 @@ def build_handler(
     metrics: Metrics | None = None,
     retainer: Retainer | None = None,
     rate_limit_gate: RateLimitGate | None = None,
+    rescan_ledger: RescanLedger | None = None,
 ) -> JobHandler:
     """Return the handler that runs the App's jobs, one handler per job kind.
 
@@ -65,7 +66,8 @@ def build_handler(
     handler here fails explicitly, with "cannot run … jobs yet" in its audit trail. With
     `metrics`, every request to GitHub, retry and rate limit seen is counted there; with
     `retainer`, failing artifacts are kept for investigation. `rate_limit_gate` shares
-    GitHub's rate limits with the other processes (default: within this process only).
+    GitHub's rate limits with the other processes, and `rescan_ledger` finished rescans
+    (default for both: within this process only).
     """
     if settings.app_id is None or settings.private_key is None:
         # serve and worker refuse to start without them (Settings.require_app); a handler
@@ -89,7 +91,7 @@ def build_handler(
             JobKind.RELEASE: ReleaseChecks(app, retainer=retainer),
             JobKind.DEPLOYMENT_GATE: DeploymentGates(app, retainer=retainer),
             # Rescans run the pull-request check itself, through the same handler.
-            JobKind.COMMENT_COMMAND: RescanCommands(app, checks),
+            JobKind.COMMENT_COMMAND: RescanCommands(app, checks, ledger=rescan_ledger),
         }
     )
 
@@ -111,6 +113,11 @@ def _make_handler(
             metrics=metrics,
             retainer=retainer,
             rate_limit_gate=backend.rate_limit_gate() if backend is not None else None,
+            rescan_ledger=(
+                backend.store
+                if backend is not None and isinstance(backend.store, RescanLedger)
+                else None
+            ),
         )
     return factory(settings, session)
 

@@ -6,7 +6,7 @@ import asyncio
 import copy
 import hashlib
 import json
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -24,7 +24,7 @@ from bot.handlers.comments import RescanCommands, RescanResult, SingleFlight, pa
 from bot.handlers.pull_requests import PullRequestChecks
 from bot.jobs import RetryLater
 from bot.store import SqliteStore
-from bot.store.base import Delivery, JobState
+from bot.store.base import Delivery, JobState, StoreError
 from bot.worker import Worker, WorkerOptions
 from tests.apphelpers import examples, wait_until
 from tests.test_releases import FakeContext, job_from, the_check_run
@@ -236,6 +236,61 @@ async def test_a_burst_of_five_identical_commands_starts_one_scan(
         trail = await store.audit_trail(job.id)
         asked += [e.data["who"] for e in trail if e.stage == "command" and "who" in e.data]
     assert sorted(asked) == sorted(people)
+
+
+@pytest.mark.asyncio
+async def test_a_burst_spread_over_two_workers_still_scans_once(
+    ghdouble: GitHubDouble, github_app: GitHubApp, store: SqliteStore
+) -> None:
+    """Two worker processes (each its own handler, so nothing shared in memory) on one
+    database: the queue runs one command of the pull request at a time, and the second
+    worker answers from the rescan the first recorded in the database."""
+    repo = a_pull_request(ghdouble)
+    people = ["mona", "hubot", "octocat", "mona"]
+    for login in set(people):
+        ghdouble.set_permission(repo, login, "write")
+    for n, login in enumerate(people):
+        payload = comment_payload(ghdouble, repo, "/release-guard rescan", login=login)
+        body = json.dumps(payload).encode()
+        recorded = Delivery(
+            f"spread-{n}", "issue_comment", "created", hashlib.sha256(body).hexdigest()
+        )
+        assert await store.record_delivery(recorded, route("issue_comment", payload).jobs)
+    jobs = await store.list_jobs()
+    options = WorkerOptions(concurrency=2, lease=10, poll_interval=0.02, max_attempts=2)
+    workers = [
+        Worker(
+            store,
+            RescanCommands(github_app, PullRequestChecks(github_app), ledger=store),
+            options,
+            worker_id=f"host/{n}/token/worker",
+        )
+        for n in (1, 2)
+    ]
+
+    async def done(count: int) -> bool:
+        states = [await store.get_job(job.id) for job in jobs]
+        return sum(1 for j in states if j is not None and j.state is JobState.DONE) >= count
+
+    # The first worker answers one command (it scans), then stops; the second, a process
+    # that never scanned, answers the rest.
+    for worker, count in zip(workers, (1, len(jobs)), strict=True):
+        running = asyncio.create_task(worker.run())
+        try:
+            await wait_until(lambda count=count: done(count), timeout=20)
+        finally:
+            worker.stop()
+            await running
+
+    assert len(ghdouble.requests_to("POST", CHECK_RUNS)) == 1
+    assert len(ghdouble.requests_to("GET", "*", host="storage")) == 1
+    assert len(replies(ghdouble)) == 1
+    ran_by = set()
+    for job in jobs:
+        for event in await store.audit_trail(job.id):
+            if event.stage == "started":
+                ran_by.add(event.data["worker"])
+    assert len(ran_by) == 2  # both workers took commands
 
 
 # --- spellings ------------------------------------------------------------------------------
@@ -474,3 +529,53 @@ def result(summary: str, started_at: float) -> RescanResult:
         started_at=started_at,
         job_id=1,
     )
+
+
+class Ledger:
+    """A RescanLedger in memory, or one whose database is down."""
+
+    def __init__(self, *, down: bool = False) -> None:
+        self.down = down
+        self.rows: dict[str, dict[str, Any]] = {}
+
+    async def recent_rescan(self, key: str) -> dict[str, Any] | None:
+        if self.down:
+            raise StoreError("the database is down")
+        return self.rows.get(key)
+
+    async def record_rescan(self, key: str, result: Mapping[str, Any]) -> None:
+        if self.down:
+            raise StoreError("the database is down")
+        self.rows[key] = dict(result)
+
+
+@pytest.mark.asyncio
+async def test_single_flight_shares_results_through_the_ledger() -> None:
+    now = [100.0]
+    ledger = Ledger()
+    first, second = (SingleFlight(clock=lambda: now[0], keep=60, ledger=ledger) for _ in "ab")
+    started: list[float] = []
+
+    async def scan(at: float) -> RescanResult:
+        started.append(at)
+        return result(f"result-{len(started)}", at)
+
+    assert await first.run(("k", 1), 99.0, scan) == (result("result-1", 100.0), True)
+    # Another process, asked before that scan started: answered from the ledger.
+    assert await second.run(("k", 1), 99.5, scan) == (result("result-1", 100.0), False)
+    assert list(ledger.rows) == ["k:1"]
+    # Garbage in the ledger is not an answer.
+    ledger.rows["k:1"] = {"head_sha": 5}
+    now[0] = 101.0
+    assert (await second.run(("k", 1), 99.5, scan))[1] is True
+    assert started == [100.0, 101.0]
+
+
+@pytest.mark.asyncio
+async def test_single_flight_rescans_when_the_ledger_is_down() -> None:
+    flights = SingleFlight(clock=lambda: 100.0, keep=60, ledger=Ledger(down=True))
+
+    async def scan(at: float) -> RescanResult:
+        return result("fresh", at)
+
+    assert await flights.run(("k",), 99.0, scan) == (result("fresh", 100.0), True)

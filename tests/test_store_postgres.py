@@ -30,6 +30,7 @@ TABLES = {
     "retained",
     "retained_sightings",
     "rate_limit_blocks",
+    "rescans",
 }
 
 

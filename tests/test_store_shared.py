@@ -691,3 +691,24 @@ async def test_retention_audit_events_stay_append_only(store: AnyStore) -> None:
         await store.execute("DELETE FROM audit_events")
     with pytest.raises(StoreError, match="append-only"):
         await store.execute("UPDATE audit_events SET message = 'rewritten'")
+
+
+# -- rescans shared by every worker -----------------------------------------------------------
+
+
+async def test_a_rescan_recorded_is_shared_then_replaced(store: AnyStore) -> None:
+    assert await store.recent_rescan("42:octo-org/octo-repo:" + SHA_A) is None
+    first = {"head_sha": SHA_A, "summary": "1 error", "started_at": 1.5, "job_id": 3}
+    await store.record_rescan("42:octo-org/octo-repo:" + SHA_A, first)
+    assert await store.recent_rescan("42:octo-org/octo-repo:" + SHA_A) == first
+    second = {**first, "summary": "no finding", "job_id": 4}
+    await store.record_rescan("42:octo-org/octo-repo:" + SHA_A, second)
+    assert await store.recent_rescan("42:octo-org/octo-repo:" + SHA_A) == second
+
+
+async def test_rescans_older_than_a_day_are_forgotten(store: AnyStore, clock: FakeClock) -> None:
+    await store.record_rescan("old", {"summary": "then"})
+    clock.advance(86_400 + 1)
+    await store.record_rescan("new", {"summary": "now"})
+    assert await store.recent_rescan("old") is None
+    assert await store.recent_rescan("new") == {"summary": "now"}

@@ -16,9 +16,12 @@ Either way:
 - an allowed comment gets an `eyes` reaction, the pull request's head commit is checked again
   by the pull-request flow (`PullRequestChecks`), and a reply gives the result with a link.
 
-Several commands for one commit while its rescan runs start one scan (single-flight, per
-process): the others join it, and a command recorded before a rescan started is answered by
-that rescan. The store's dedupe folds repeated presses of the button by one person.
+Several commands for one commit while its rescan runs start one scan (single-flight): the
+others join it, and a command recorded before a rescan started is answered by that rescan.
+Across processes the queue runs one command per pull request at a time (`Job.lock_key`), and
+finished rescans are shared through the App's database (`RescanLedger`), so a burst spread
+over several workers still scans once. The store's dedupe folds repeated presses of the
+button by one person.
 """
 
 from __future__ import annotations
@@ -29,9 +32,9 @@ import logging
 import re
 import time
 from collections import OrderedDict
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
-from typing import Any, Final
+from typing import Any, Final, Protocol, runtime_checkable
 
 from bot.checks import output
 from bot.engine.policy import DEFAULT_COMMAND_PREFIX
@@ -42,7 +45,7 @@ from bot.handlers.pull_requests import PullRequestChecks
 from bot.handlers.repo_config import load_repo_config
 from bot.handlers.reporting import TRANSIENT, retry_later
 from bot.jobs import JobContext, RetryLater
-from bot.store.base import Job
+from bot.store.base import Job, StoreError
 
 log = logging.getLogger(__name__)
 
@@ -174,19 +177,78 @@ class RescanResult:
     job_id: int
 
 
+    def to_json(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_json(cls, data: Mapping[str, Any]) -> RescanResult | None:
+        """The result as `to_json` wrote it; None for anything else (never trusted blindly)."""
+        try:
+            result = cls(**{f.name: data[f.name] for f in dataclasses.fields(cls)})
+        except (KeyError, TypeError):
+            return None
+        numbers_ok = isinstance(result.started_at, int | float) and isinstance(result.job_id, int)
+        texts_ok = isinstance(result.head_sha, str) and isinstance(result.summary, str)
+        return result if numbers_ok and texts_ok else None
+
+
+@runtime_checkable
+class RescanLedger(Protocol):
+    """Finished rescans, shared by every worker of the App (its database implements it)."""
+
+    async def recent_rescan(self, key: str) -> dict[str, Any] | None:
+        """The last rescan recorded for `key`, as `RescanResult.to_json` gave it."""
+
+    async def record_rescan(self, key: str, result: Mapping[str, Any]) -> None:
+        """Record a finished rescan for `key` (replacing the one before)."""
+
+
 class SingleFlight:
     """Run one rescan per key at a time; later callers join it or reuse a recent result.
 
     A caller joins the rescan that is running for its key. Once it has finished, its result
     still answers callers whose command was recorded (`asked_at`) before it started, for
-    `RECENT_SECONDS`: they asked for exactly what it did.
+    `RECENT_SECONDS`: they asked for exactly what it did. With a `ledger`, results are also
+    shared with (and taken from) the other processes.
     """
 
-    def __init__(self, clock: Clock = time.time, keep: float = RECENT_SECONDS) -> None:
+    def __init__(
+        self,
+        clock: Clock = time.time,
+        keep: float = RECENT_SECONDS,
+        *,
+        ledger: RescanLedger | None = None,
+    ) -> None:
         self._clock = clock
         self._keep = keep
+        self._ledger = ledger
         self._running: dict[tuple[object, ...], asyncio.Future[RescanResult]] = {}
         self._done: OrderedDict[tuple[object, ...], RescanResult] = OrderedDict()
+
+    def _answers(self, recent: RescanResult | None, asked_at: float) -> bool:
+        return (
+            recent is not None
+            and recent.started_at >= asked_at
+            and self._clock() - recent.started_at <= self._keep
+        )
+
+    async def _shared(self, key: tuple[object, ...]) -> RescanResult | None:
+        if self._ledger is None:
+            return None
+        try:
+            data = await self._ledger.recent_rescan(_ledger_key(key))
+        except StoreError:
+            log.warning("cannot read the shared rescans; rescanning", exc_info=True)
+            return None
+        return None if data is None else RescanResult.from_json(data)
+
+    async def _share(self, key: tuple[object, ...], result: RescanResult) -> None:
+        if self._ledger is None:
+            return
+        try:
+            await self._ledger.record_rescan(_ledger_key(key), result.to_json())
+        except StoreError:
+            log.warning("cannot share the rescan's result with other workers", exc_info=True)
 
     def now(self) -> float:
         return self._clock()
@@ -202,12 +264,14 @@ class SingleFlight:
         if running is not None:
             return await asyncio.shield(running), False
         recent = self._done.get(key)
-        if (
-            recent is not None
-            and recent.started_at >= asked_at
-            and self._clock() - recent.started_at <= self._keep
-        ):
+        if recent is not None and self._answers(recent, asked_at):
             return recent, False
+        from_ledger = await self._shared(key)
+        if from_ledger is not None and self._answers(from_ledger, asked_at):
+            return from_ledger, False
+        running = self._running.get(key)  # one may have started while the ledger answered
+        if running is not None:
+            return await asyncio.shield(running), False
         future: asyncio.Future[RescanResult] = asyncio.get_running_loop().create_future()
         self._running[key] = future
         started = self._clock()
@@ -224,6 +288,7 @@ class SingleFlight:
             raise
         else:
             future.set_result(result)
+            await self._share(key, result)
             self._done[key] = result
             self._done.move_to_end(key)
             while len(self._done) > _REMEMBERED:
@@ -231,6 +296,10 @@ class SingleFlight:
             return result, True
         finally:
             del self._running[key]
+
+
+def _ledger_key(key: tuple[object, ...]) -> str:
+    return ":".join(str(part) for part in key)
 
 
 # --- the handler ------------------------------------------------------------------------------
@@ -245,11 +314,12 @@ class RescanCommands:
         checks: PullRequestChecks,
         *,
         clock: Clock = time.time,
+        ledger: RescanLedger | None = None,
     ) -> None:
         self._app = app
         self._checks = checks
         self._clock = clock
-        self._flights = SingleFlight(clock)
+        self._flights = SingleFlight(clock, ledger=ledger)
         self._refused: OrderedDict[tuple[str, int, str], float] = OrderedDict()
 
     # --- JobHandler ---------------------------------------------------------------------------

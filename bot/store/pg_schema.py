@@ -133,6 +133,15 @@ MIGRATIONS: Final[tuple[tuple[str, ...], ...]] = (
             updated_at double precision NOT NULL
         )""",
     ),
+    (
+        # Recent rescans, shared by every worker (bot.handlers.comments).
+        """CREATE TABLE rescans (
+            key text PRIMARY KEY,
+            result jsonb NOT NULL,
+            recorded_at double precision NOT NULL
+        )""",
+        "CREATE INDEX rescans_by_time ON rescans (recorded_at)",
+    ),
 )
 
 _VERSION_TABLE: Final = (

@@ -52,7 +52,7 @@ from bot.store.base import (
     StoreError,
 )
 from bot.store.pg_schema import migrate
-from bot.store.sqlite import lock_key_sql
+from bot.store.sqlite import RESCANS_KEPT, lock_key_sql
 
 Connection: TypeAlias = psycopg.AsyncConnection[Any]
 OnQueued: TypeAlias = Callable[[Connection, Job], Awaitable[None]]
@@ -577,6 +577,30 @@ class PostgresStore:
             )
 
     # -- reading -------------------------------------------------------------------------------
+
+    async def recent_rescan(self, key: str) -> dict[str, Any] | None:
+        """The last rescan recorded for `key` (see `bot.handlers.comments`), or None."""
+        rows = await self._query("SELECT result FROM rescans WHERE key = %s", (key,))
+        value = rows[0]["result"] if rows else None
+        return value if isinstance(value, dict) else None
+
+    async def record_rescan(self, key: str, result: Mapping[str, Any]) -> None:
+        """Remember a finished rescan for `key`, and forget those older than a day."""
+        now = self._clock()
+        async with self._connection() as conn:
+            await conn.execute(
+                "WITH kept AS (INSERT INTO rescans (key, result, recorded_at)"
+                " VALUES (%(key)s, %(result)s::jsonb, %(now)s) ON CONFLICT (key) DO UPDATE"
+                " SET result = EXCLUDED.result, recorded_at = EXCLUDED.recorded_at"
+                " RETURNING key) DELETE FROM rescans"
+                " WHERE recorded_at < %(old)s AND key NOT IN (SELECT key FROM kept)",
+                {
+                    "key": key,
+                    "result": json.dumps(dict(result), default=str),
+                    "now": now,
+                    "old": now - RESCANS_KEPT,
+                },
+            )
 
     async def get_job(self, job_id: int) -> Job | None:
         rows = await self._query("SELECT * FROM jobs WHERE id = %s", (job_id,))

@@ -47,6 +47,7 @@ from bot.store.base import (
 T = TypeVar("T")
 
 MIN_SQLITE: Final = (3, 35, 0)  # RETURNING, and upserts on partial indexes
+RESCANS_KEPT: Final = 86_400.0  # seconds a finished rescan is remembered
 
 # Each migration is a list of statements, applied in one transaction; never edit a released one.
 MIGRATIONS: Final[tuple[tuple[str, ...], ...]] = (
@@ -135,6 +136,16 @@ MIGRATIONS: Final[tuple[tuple[str, ...], ...]] = (
             findings TEXT NOT NULL DEFAULT '[]'
         )""",
         "CREATE INDEX retained_sightings_by_record ON retained_sightings (retained_id, id)",
+    ),
+    (
+        # Recent rescans, shared by every worker: a command recorded before a rescan of the
+        # same commit started is answered by it, whichever worker ran it.
+        """CREATE TABLE rescans (
+            key TEXT PRIMARY KEY,
+            result TEXT NOT NULL,
+            recorded_at REAL NOT NULL
+        )""",
+        "CREATE INDEX rescans_by_time ON rescans (recorded_at)",
     ),
 )
 
@@ -699,6 +710,32 @@ class SqliteStore:
         )
 
     # -- reading -------------------------------------------------------------------------------
+
+    async def recent_rescan(self, key: str) -> dict[str, Any] | None:
+        """The last rescan recorded for `key` (see `bot.handlers.comments`), or None."""
+        return await self._call(self._recent_rescan_sync, key)
+
+    def _recent_rescan_sync(self, key: str) -> dict[str, Any] | None:
+        row = self._db.execute("SELECT result FROM rescans WHERE key = ?", (key,)).fetchone()
+        if row is None:
+            return None
+        value = json.loads(row[0])
+        return value if isinstance(value, dict) else None
+
+    async def record_rescan(self, key: str, result: Mapping[str, Any]) -> None:
+        """Remember a finished rescan for `key`, and forget those older than a day."""
+        await self._call(self._record_rescan_sync, key, json.dumps(dict(result)))
+
+    def _record_rescan_sync(self, key: str, result: str) -> None:
+        now = self._clock()
+        with self._write() as conn:
+            conn.execute(
+                "INSERT INTO rescans (key, result, recorded_at) VALUES (?, ?, ?)"
+                " ON CONFLICT (key) DO UPDATE SET result = excluded.result,"
+                " recorded_at = excluded.recorded_at",
+                (key, result, now),
+            )
+            conn.execute("DELETE FROM rescans WHERE recorded_at < ?", (now - RESCANS_KEPT,))
 
     async def get_job(self, job_id: int) -> Job | None:
         return await self._call(self._get_job_sync, job_id)
