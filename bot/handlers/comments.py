@@ -176,7 +176,6 @@ class RescanResult:
     started_at: float
     job_id: int
 
-
     def to_json(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
 
