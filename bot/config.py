@@ -22,6 +22,7 @@ limits:                      # archive safety limits (archive/limit)
   max_total_size: 8GiB       # decompressed bytes of one artifact (..64GiB)
   max_ratio: 250             # decompressed/compressed ratio (1..10000)
   ratio_grace: 16MiB         # bytes read before the ratio counts (..1GiB)
+  max_seconds: 900           # wall-clock seconds to read one artifact (1..3600)
 release:                     # what the App does with a release whose assets fail
   on_failure: draft          # draft: edit a published release back to a draft; none: report only
   scan_workflow_artifacts: false  # also scan the tagged commit's workflow-run artifacts
@@ -108,6 +109,7 @@ LIMIT_CEILINGS: Mapping[str, int | float] = MappingProxyType(
         "max_total_size": 64 * GIB,
         "max_ratio": 10_000,
         "ratio_grace": 1 * GIB,
+        "max_seconds": 3600,
     }
 )
 """The highest value a config may set: a repository cannot switch the zip-bomb guards off."""
@@ -121,6 +123,7 @@ _LIMIT_KINDS: Mapping[str, str] = MappingProxyType(
         "max_total_size": _SIZE,
         "max_ratio": _RATIO,
         "ratio_grace": _SIZE,
+        "max_seconds": _RATIO,
     }
 )
 

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from bot.engine.model import Conclusion, Report, Rule, Severity
-from bot.engine.policy import ArtifactRules, Policy
+from bot.engine.policy import ArchiveLimits, ArtifactRules, Policy
 from bot.engine.scan import resolve_reference, scan_path
 from bot.errors import InputError
 from tests.archives import Member, tar_bytes, write, zip_bytes
@@ -212,3 +212,45 @@ def test_pax_bomb_in_gzip_is_a_finding(tmp_path: Path) -> None:
 )
 def test_resolve_reference(logical: str, url: str, expected: str | None) -> None:
     assert resolve_reference(logical, url) == expected
+
+
+class Clock:
+    """A clock that jumps ten minutes every time it is read: each read of a scan is slow."""
+
+    def __init__(self) -> None:
+        self.now = 0.0
+
+    def __call__(self) -> float:
+        self.now += 600.0
+        return self.now
+
+
+@pytest.mark.parametrize("name", ["package.tgz", "cli.js.map"])
+def test_a_scan_past_max_seconds_stops_and_fails_closed(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, name: str
+) -> None:
+    source_map = json.dumps(
+        {"version": 3, "sources": ["a.ts"], "mappings": "", "names": [], "x": [0] * 200_000}
+    ).encode()
+    data = (
+        tar_bytes([Member("package/cli.js.map", source_map)], compression="gz")
+        if name.endswith(".tgz")
+        else source_map
+    )
+    path = write(tmp_path, name, data)
+    monkeypatch.setattr("bot.engine.archive.clock", Clock())
+    artifact = scan_path(path, policy=Policy(limits=ArchiveLimits(max_seconds=300)))
+    [finding] = [f for f in artifact.findings if f.rule is Rule.ARCHIVE_LIMIT]
+    assert finding.severity is Severity.ERROR
+    assert "still reading after 300 seconds (limits.max_seconds)" in finding.message
+    assert Report(artifacts=[artifact]).conclusion is Conclusion.FAILURE
+
+
+def test_a_lone_file_over_a_limit_is_a_finding_not_a_silent_pass(tmp_path: Path) -> None:
+    source_map = json.dumps(
+        {"version": 3, "sources": ["a.ts"], "sourcesContent": ["x" * 50_000], "mappings": ""}
+    ).encode()
+    path = write(tmp_path, "cli.js.map", source_map)
+    artifact = scan_path(path, policy=Policy(limits=ArchiveLimits(max_entry_size=10_000)))
+    assert [f.rule for f in artifact.findings] == [Rule.ARCHIVE_LIMIT]
+    assert "more than 10,000 bytes in one entry" in artifact.findings[0].message

@@ -200,8 +200,12 @@ def _is_tar_header(head: bytes) -> bool:
     return len(head) >= 262 and head[257:262] == b"ustar"
 
 
+clock: Callable[[], float] = time.monotonic
+"""The clock of `limits.max_seconds` (a module attribute, so tests can move time)."""
+
+
 class _Meter:
-    """The artifact-wide budget: entries seen and decompressed bytes produced."""
+    """The artifact-wide budget: entries seen, decompressed bytes produced, time spent."""
 
     def __init__(self, limits: ArchiveLimits) -> None:
         self.limits = limits
@@ -209,6 +213,13 @@ class _Meter:
         self.total = 0
         self.tripped: LimitReached | None = None
         self._lock = threading.Lock()  # read-ahead threads count bytes too
+        self._deadline = clock() + limits.max_seconds
+
+    def check_time(self) -> None:
+        if clock() > self._deadline:
+            raise self.trip(
+                f"still reading after {self.limits.max_seconds:g} seconds (limits.max_seconds)"
+            )
 
     def trip(self, message: str) -> LimitReached:
         if self.tripped is None:
@@ -290,6 +301,7 @@ class MeteredStream:
         self.size += size
         limits = self._meter.limits
         try:
+            self._meter.check_time()
             if self._max_size is not None and self.size > self._max_size:
                 raise self._meter.trip(
                     f"{self._label}: more than {self._max_size:,} bytes in one entry "
@@ -522,6 +534,8 @@ class ArtifactWalk:
                     kind=EntryKind.FILE,
                     stream=stream,
                 )
+                if stream.failure is not None:  # a limit its reader met: reported here
+                    raise stream.failure
                 return
             yield from self._walk_container(
                 kind,

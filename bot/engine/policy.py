@@ -42,6 +42,10 @@ class ArchiveLimits:
     """Decompressed / compressed bytes of one entry or one compressed stream, once it is
     past `ratio_grace` decompressed bytes."""
     ratio_grace: int = 16 * MIB
+    max_seconds: float = 900.0
+    """Wall-clock seconds to read one artifact: a scan still running then stops and fails
+    closed. The other limits bound the bytes; this bounds the work a hostile file can make
+    per byte (a source map of millions of tiny values is slow to read, not large)."""
 
 
 @dataclass(frozen=True, slots=True)
