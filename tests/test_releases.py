@@ -348,7 +348,7 @@ async def test_an_asset_still_uploading_is_waited_for(
 
 
 @pytest.mark.asyncio
-async def test_github_down_retries_then_reports_and_leaves_the_release(
+async def test_github_down_retries_then_fails_closed_and_drafts_the_release(
     ghdouble: GitHubDouble, github_app: GitHubApp
 ) -> None:
     repo, release = published(ghdouble, LEAKY_TGZ)
@@ -361,8 +361,41 @@ async def test_github_down_retries_then_reports_and_leaves_the_release(
     await handler.give_up(job, ctx, "GitHub answered 502 five times")
     check = the_check_run(repo)
     assert (check.head_sha, check.conclusion) == (TAGGED, "failure")
-    assert "502" in check.output["summary"] and "was left as it is" in check.output["summary"]
+    summary = check.output["summary"]
+    assert "502" in summary and "moved back to draft" in summary
+    assert "its assets could not be checked" in summary
+    # Unchecked is treated as failing: the release is no longer public.
+    assert release.draft is True
+    assert [e for e in ctx.events("blocking")]
+
+
+@pytest.mark.asyncio
+async def test_an_unchecked_release_stays_published_when_the_config_says_none(
+    ghdouble: GitHubDouble, github_app: GitHubApp
+) -> None:
+    repo, release = published(ghdouble, LEAKY_TGZ)
+    ghdouble.add_file(
+        repo, ".github/release-guard.yml", "release:\n  on_failure: none\n", ref=TAGGED
+    )
+    job = job_from("release", release_payload(repo, release, "published"))
+    await ReleaseChecks(github_app).give_up(job, FakeContext(), "GitHub answered 502 five times")
+    check = the_check_run(repo)
+    assert check.conclusion == "failure" and "on_failure: none" in check.output["summary"]
     assert release.draft is False and not ghdouble.requests_to("PATCH", RELEASE)
+
+
+@pytest.mark.asyncio
+async def test_when_the_release_cannot_be_edited_either_the_check_run_says_so(
+    ghdouble: GitHubDouble, github_app: GitHubApp
+) -> None:
+    repo, release = published(ghdouble, LEAKY_TGZ)
+    ghdouble.faults.add("PATCH", RELEASE, ServerError(502), times=50)
+    job = job_from("release", release_payload(repo, release, "published"))
+    await ReleaseChecks(github_app).give_up(job, FakeContext(), "GitHub answered 502 five times")
+    check = the_check_run(repo)
+    assert check.conclusion == "failure"
+    assert "could neither check its assets nor edit it" in check.output["summary"]
+    assert release.draft is False
 
 
 @pytest.mark.asyncio
@@ -374,6 +407,7 @@ async def test_give_up_before_any_check_run_opens_one_on_the_tag(
     await ReleaseChecks(github_app).give_up(job, FakeContext(), "the worker died three times")
     check = the_check_run(repo)
     assert (check.head_sha, check.conclusion) == (TAGGED, "failure")
+    assert release.draft is True
 
 
 @pytest.mark.asyncio

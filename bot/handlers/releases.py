@@ -11,7 +11,8 @@ https://docs.github.com/webhooks/webhook-events-and-payloads#release):
 4. a published release that fails is edited back to a draft (`release.on_failure: draft`, the
    default; https://docs.github.com/en/rest/releases/releases#update-a-release), so it is no
    longer public while its assets stay as they were. The App never deletes a release or an
-   asset; `on_failure: none` only reports.
+   asset; `on_failure: none` only reports. A release whose assets could not be checked at
+   all (`give_up`) is treated as failing: it fails closed.
 """
 
 from __future__ import annotations
@@ -206,36 +207,71 @@ class ReleaseChecks:
             raise retry_later(exc) from exc
 
     async def give_up(self, job: Job, ctx: JobContext, reason: str) -> None:
-        """Complete the check run with the failure; the release itself is left as it is.
+        """Complete the check run with the failure, and fail closed on the release.
 
-        A scan that could not finish says nothing about the assets, so the release is not
-        edited; the check run and the audit trail say so, and a maintainer decides.
+        Assets that could not be checked are treated as assets that fail: a published release
+        goes back to draft (unless `release.on_failure: none`), as a failing one does, so an
+        outage never lets an unchecked release stay public. When GitHub does not let the
+        release be edited either, the check run says so and a maintainer decides.
         """
         try:
             gh = await self._app.installation(job.installation_id)
+            release = await get_release(gh, job.repository, _release_id(job))
             check_run_id = ctx.check_run_id
             sha: str | None = None
             if check_run_id is None:
-                release = await get_release(gh, job.repository, _release_id(job))
                 sha = await release_commit(gh, job.repository, release) if release else None
-                if sha is None:
+                if sha is None or release is None:
                     await ctx.audit("reporting", f"no commit to report the failure on: {reason}")
                     return
                 check_run_id = await self._check_run(gh, job, ctx, sha, release)
+            lead = await self._block_unchecked(gh, job, ctx, release, sha)
             update = with_lead(
                 output.could_not_finish(
                     reason=reason,
                     attempts=ctx.attempt,
                     context=output.SummaryContext(head_sha=sha, job_id=str(job.id)),
                 ),
-                f"Release {output.md_code(str(job.details.get('tag_name')))} was left as it "
-                "is: release-guard could not check its assets. If it is published and must "
-                "not stay public unchecked, edit it to a draft.",
+                lead,
             )
             await publish(gh, job.repository, check_run_id, update)
             await ctx.audit("reporting", "check run completed with the failure", reason=reason)
         except GitHubError as exc:
             await ctx.audit("reporting", f"could not report the failure to GitHub: {exc}")
+
+    async def _block_unchecked(
+        self,
+        gh: GitHubClient,
+        job: Job,
+        ctx: JobContext,
+        release: ReleaseInfo | None,
+        sha: str | None,
+    ) -> str:
+        """Move an unchecked release back to draft as the config says; return the lead."""
+        tag = output.md_code(str(job.details.get("tag_name")))
+        if release is None:
+            return f"Release {tag} has been deleted since: nothing is left to hold back."
+        on_failure = OnFailure.DRAFT  # fail closed when the config cannot be read either
+        try:
+            if sha is None:
+                sha = await release_commit(gh, job.repository, release)
+            if sha is not None:
+                config = await load_repo_config(gh, job.repository, sha)
+                if config.error is None:
+                    on_failure = config.policy.release.on_failure
+            blocked = await self._block(
+                gh, job, ctx, release, on_failure, "its assets could not be checked"
+            )
+        except GitHubError as exc:
+            await ctx.audit(
+                "blocking", f"the release could not be held back either: {exc}", action="failed"
+            )
+            return (
+                f"Release {tag} was left as it is: release-guard could neither check its assets "
+                "nor edit it. If it is published and must not stay public unchecked, edit it "
+                "to a draft."
+            )
+        return blocked.lead
 
     # --- the guard ----------------------------------------------------------------------------
 
