@@ -2,12 +2,14 @@
 
     .venv/bin/python benchmarks/webhooks.py                  # defaults below
     .venv/bin/python benchmarks/webhooks.py --count 5000 --concurrency 32 --rate 200
+    .venv/bin/python benchmarks/webhooks.py --postgres postgresql://postgres@127.0.0.1/test
 
 Two servers run as subprocesses on 127.0.0.1:
 
 - `serve`: `python -m bot serve --no-worker` (ingest only: verify, route, record, answer), with
   SQLite (WAL, synchronous=FULL) under a fresh DATA_DIR in benchmarks/out/ (same disk as the
-  repository, not tmpfs), JSON logs to a file at level info, as in production;
+  repository, not tmpfs), JSON logs to a file at level info, as in production; with
+  `--postgres URL`, on that server instead (a fresh schema, dropped at the end);
 - `bare`: an aiohttp app whose handler reads the body and answers 202, nothing else: the floor.
 
 The load comes from this process (one aiohttp client session). Every request is a signed
@@ -118,7 +120,7 @@ def _pem() -> str:
     ).decode()
 
 
-def start_serve(data_dir: Path, secret: str) -> Server:
+def start_serve(data_dir: Path, secret: str, database_url: str | None = None) -> Server:
     log = data_dir / "serve.log"
     env = dict(os.environ)
     env.update(
@@ -132,6 +134,8 @@ def start_serve(data_dir: Path, secret: str) -> Server:
     )
     for name in ("DATABASE_URL", "PRIVATE_KEY_PATH"):
         env.pop(name, None)
+    if database_url is not None:
+        env["DATABASE_URL"] = database_url
     with log.open("wb") as out:
         process = subprocess.Popen(
             [
@@ -303,6 +307,30 @@ def table(results: dict[str, dict[str, Result]], args: argparse.Namespace) -> st
     return "\n".join(lines)
 
 
+def _create_schema(server: str, schema: str) -> str:
+    """Create `schema` on `server`; return a URL whose connections use it (search_path)."""
+    import psycopg
+
+    sys.path.insert(0, str(ROOT))
+    from tests.pgtest import with_schema
+
+    with psycopg.connect(server, autocommit=True) as conn:
+        conn.execute(f'CREATE SCHEMA "{schema}"')
+    return with_schema(server, schema)
+
+
+def _count_and_drop(server: str, url: str | None, schema: str) -> int:
+    import psycopg
+
+    try:
+        with psycopg.connect(url or server, autocommit=True) as conn:
+            row = conn.execute("SELECT count(*) FROM jobs").fetchone()
+            return int(row[0]) if row else 0
+    finally:
+        with psycopg.connect(server, autocommit=True) as conn:
+            conn.execute(f'DROP SCHEMA "{schema}" CASCADE')
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--bare-server", action="store_true", help=argparse.SUPPRESS)
@@ -312,6 +340,11 @@ def main() -> int:
     parser.add_argument("--rate", type=float, default=200, help="open-loop rate per s (200)")
     parser.add_argument("--rate-seconds", type=float, default=10, help="open-loop length (10)")
     parser.add_argument("--warmup", type=int, default=100, help="unmeasured deliveries (100)")
+    parser.add_argument(
+        "--postgres",
+        metavar="URL",
+        help="run serve on this PostgreSQL server (a fresh schema, dropped after), not SQLite",
+    )
     args = parser.parse_args()
     if args.bare_server:
         run_bare_server()
@@ -327,21 +360,24 @@ def main() -> int:
     requests = Requests(secret, template)
     results: dict[str, dict[str, Result]] = {}
     servers = []
+    schema = f"rg_bench_{secrets.token_hex(4)}"
+    database_url = _create_schema(args.postgres, schema) if args.postgres else None
     try:
-        servers = [start_bare(), start_serve(data_dir, secret)]
+        servers = [start_bare(), start_serve(data_dir, secret, database_url)]
         for server in servers:
             results[server.name] = asyncio.run(measure(server, requests, args))
     finally:
         for server in servers:
             server.stop()
-    recorded = (
-        sqlite3.connect(data_dir / "release-guard.sqlite3")
-        .execute("SELECT count(*) FROM jobs")
-        .fetchone()[0]
-    )
+        if args.postgres:
+            recorded, where = _count_and_drop(args.postgres, database_url, schema), "PostgreSQL"
+    if not args.postgres:
+        database = data_dir / "release-guard.sqlite3"
+        recorded = sqlite3.connect(database).execute("SELECT count(*) FROM jobs").fetchone()[0]
+        where = str(database)
     print(f"python {sys.version.split()[0]}, aiohttp {aiohttp.__version__}, {os.cpu_count()} CPUs")
     print(table(results, args))
-    print(f"serve recorded {recorded} jobs in {data_dir / 'release-guard.sqlite3'}")
+    print(f"serve recorded {recorded} jobs in {where}")
     shutil.rmtree(data_dir, ignore_errors=True)
     return 0
 

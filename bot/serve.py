@@ -213,6 +213,11 @@ async def serve(
     backend = Backend(settings, options)
     await backend.open()
     store = backend.store
+    if not with_worker and backend.gc_interval is not None:
+        log.warning(
+            "--no-worker on the embedded SQLite database: jobs wait for a `release-guard "
+            "worker` on this machine (several machines need DATABASE_URL=postgresql://…)"
+        )
     try:
         retainer = _retainer(settings, store) if with_worker else None
         async with _session() as session:
