@@ -14,6 +14,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Protocol
 
+from bot.commit_locks import CommitLocks, LocalCommitLocks
 from bot.github import RateLimitGate
 from bot.jobs import JobHandler
 from bot.metrics import Metrics
@@ -48,13 +49,17 @@ class Backend:
         self.options = options or WorkerOptions()
         self._queue: PgQueue | None = None
         self._pg_store: PostgresStore | None = None
+        self._commit_locks: CommitLocks | None = None
         if isinstance(settings.database, PostgresDatabase):
             from bot.pgqueue import PgQueue
             from bot.store.postgres import PostgresStore
 
             self._queue = PgQueue(self.options)
             self._pg_store = PostgresStore(
-                settings.database.url.reveal(), on_queued=self._queue.defer
+                settings.database.url.reveal(),
+                on_queued=self._queue.defer,
+                # A running job that names a commit holds a connection (its commit lock).
+                max_size=max(10, 2 * self.options.concurrency + 4),
             )
             self.store: Store = self._pg_store
         else:
@@ -82,6 +87,17 @@ class Backend:
     async def close(self) -> None:
         await self.store.close()
 
+    def commit_locks(self) -> CommitLocks:
+        """This process's commit locks: shared with every process on PostgreSQL."""
+        if self._commit_locks is None:
+            if self._pg_store is not None:
+                from bot.store.pg_commit_locks import PostgresCommitLocks
+
+                self._commit_locks = PostgresCommitLocks(self._pg_store.pool)
+            else:
+                self._commit_locks = LocalCommitLocks()
+        return self._commit_locks
+
     def rate_limit_gate(self) -> RateLimitGate | None:
         """GitHub's rate limits as every process sees them (None: this process's own)."""
         if self._pg_store is None:
@@ -102,6 +118,11 @@ class Backend:
             from bot.pgqueue import PgWorker
 
             return PgWorker(
-                self._queue, self._pg_store, handler, metrics=metrics, retainer=retainer
+                self._queue,
+                self._pg_store,
+                handler,
+                metrics=metrics,
+                retainer=retainer,
+                locks=self.commit_locks(),
             )
-        return Worker(self.store, handler, self.options, metrics=metrics)
+        return Worker(self.store, handler, self.options, metrics=metrics, locks=self.commit_locks())

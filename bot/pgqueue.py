@@ -39,6 +39,7 @@ from procrastinate import exceptions as procrastinate_errors
 from procrastinate.retry import BaseRetryStrategy, RetryDecision
 from procrastinate.schema import SchemaManager
 
+from bot.commit_locks import CommitLocks
 from bot.job_run import JobRun, RunContext, WorkerOptions, worker_identity
 from bot.jobs import JobHandler
 from bot.logging_setup import log_context, mask_secrets
@@ -207,9 +208,11 @@ class PgWorker:
         metrics: Metrics | None = None,
         retainer: Retainer | None = None,
         rng: random.Random | None = None,
+        locks: CommitLocks | None = None,
     ) -> None:
         self.queue = queue
         self.store = store
+        self.locks = locks
         self.options = queue.options
         self.metrics = metrics
         self.retainer = retainer
@@ -297,6 +300,12 @@ class PgWorker:
 
     # -- tasks --------------------------------------------------------------------------------
 
+    def _commit_lock(self, job: Job) -> contextlib.AbstractAsyncContextManager[None]:
+        """The lock of the commit the job names (see `bot.commit_locks`), if it names one."""
+        if self.locks is None or not job.head_sha:
+            return contextlib.nullcontext()
+        return self.locks.hold(job.lock_key)
+
     async def run_job(self, job_id: int) -> str:
         try:
             job = await self.store.start(job_id, self.worker_id, self.options.lease)
@@ -310,7 +319,8 @@ class PgWorker:
             if self.metrics is not None:
                 self.metrics.job_started()
             try:
-                delay = await self._run.attempt(job, ctx)
+                async with self._commit_lock(job):
+                    delay = await self._run.attempt(job, ctx)
             except asyncio.CancelledError:
                 ctx.end("interrupted")
                 with contextlib.suppress(StoreError, LeaseLost):

@@ -26,6 +26,7 @@ from aiohttp import web
 
 from bot import __version__
 from bot.backend import Backend, JobWorker
+from bot.commit_locks import CommitLocks
 from bot.events import JobKind
 from bot.github import GitHubApp, RateLimitGate, RateLimitTracker
 from bot.handlers.comments import RescanCommands, RescanLedger
@@ -59,6 +60,7 @@ def build_handler(
     retainer: Retainer | None = None,
     rate_limit_gate: RateLimitGate | None = None,
     rescan_ledger: RescanLedger | None = None,
+    commit_locks: CommitLocks | None = None,
 ) -> JobHandler:
     """Return the handler that runs the App's jobs, one handler per job kind.
 
@@ -66,8 +68,8 @@ def build_handler(
     handler here fails explicitly, with "cannot run … jobs yet" in its audit trail. With
     `metrics`, every request to GitHub, retry and rate limit seen is counted there; with
     `retainer`, failing artifacts are kept for investigation. `rate_limit_gate` shares
-    GitHub's rate limits with the other processes, and `rescan_ledger` finished rescans
-    (default for both: within this process only).
+    GitHub's rate limits with the other processes, `rescan_ledger` finished rescans and
+    `commit_locks` the commits being worked on (default for all three: within this process).
     """
     if settings.app_id is None or settings.private_key is None:
         # serve and worker refuse to start without them (Settings.require_app); a handler
@@ -91,7 +93,9 @@ def build_handler(
             JobKind.RELEASE: ReleaseChecks(app, retainer=retainer),
             JobKind.DEPLOYMENT_GATE: DeploymentGates(app, retainer=retainer),
             # Rescans run the pull-request check itself, through the same handler.
-            JobKind.COMMENT_COMMAND: RescanCommands(app, checks, ledger=rescan_ledger),
+            JobKind.COMMENT_COMMAND: RescanCommands(
+                app, checks, ledger=rescan_ledger, locks=commit_locks
+            ),
         }
     )
 
@@ -118,6 +122,7 @@ def _make_handler(
                 if backend is not None and isinstance(backend.store, RescanLedger)
                 else None
             ),
+            commit_locks=backend.commit_locks() if backend is not None else None,
         )
     return factory(settings, session)
 

@@ -18,6 +18,7 @@ import os
 import random
 import socket
 
+from bot.commit_locks import CommitLocks
 from bot.job_run import PROCESS_TOKEN, JobRun, RunContext, WorkerOptions, backoff, worker_identity
 from bot.jobs import JobHandler
 from bot.logging_setup import log_context
@@ -70,9 +71,11 @@ class Worker:
         worker_id: str | None = None,
         rng: random.Random | None = None,
         metrics: Metrics | None = None,
+        locks: CommitLocks | None = None,
     ) -> None:
         self.store = store
         self.metrics = metrics
+        self.locks = locks
         self.handler = handler
         self.options = options or WorkerOptions()
         self.worker_id = worker_id or worker_identity()
@@ -178,7 +181,8 @@ class Worker:
             if self.metrics is not None:
                 self.metrics.job_started()
             try:
-                await self._run.attempt(job, ctx)
+                async with self._commit_lock(job):
+                    await self._run.attempt(job, ctx)
             except asyncio.CancelledError:
                 ctx.end("lease_lost" if lost.is_set() else "interrupted")
                 if not lost.is_set():
@@ -194,6 +198,12 @@ class Worker:
             finally:
                 keeper.cancel()
                 ctx.report_end()
+
+    def _commit_lock(self, job: Job) -> contextlib.AbstractAsyncContextManager[None]:
+        """The lock of the commit the job names (see `bot.commit_locks`), if it names one."""
+        if self.locks is None or not job.head_sha:
+            return contextlib.nullcontext()
+        return self.locks.hold(job.lock_key)
 
     async def _hand_back(self, job: Job) -> None:
         with contextlib.suppress(StoreError):

@@ -5,6 +5,7 @@ in a schema of its own (tests/pgtest.py)."""
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -13,6 +14,8 @@ import procrastinate
 import pytest
 import pytest_asyncio
 
+from bot.commit_locks import CommitLocks, commit_key
+from bot.events import JobKind
 from bot.job_run import WorkerOptions
 from bot.jobs import JobContext
 from bot.metrics import Metrics
@@ -29,6 +32,7 @@ from bot.pgqueue import (
 from bot.retention import build_retainer
 from bot.settings import Settings
 from bot.store.base import Job, JobState, StoreError
+from bot.store.pg_commit_locks import PostgresCommitLocks
 from bot.store.postgres import PostgresStore
 from tests.apphelpers import SHA_A, RecordingHandler, delivery, retry, spec
 
@@ -359,3 +363,62 @@ async def test_a_queue_worker_stopped_by_a_database_outage_is_restarted(
     [job] = await pg.store.list_jobs()
     assert job.state is JobState.DONE
     assert any("restarting it in 1 s" in r.getMessage() for r in caplog.records)
+
+
+class CommitWork:
+    """A handler: a check blocks until released; a command (no commit in the job) takes the
+    commit's lock itself, as a rescan does once it knows the pull request's head."""
+
+    def __init__(self, locks: CommitLocks) -> None:
+        self.locks = locks
+        self.order: list[str] = []
+        self.check_started = asyncio.Event()
+        self.release = asyncio.Event()
+
+    async def run(self, job: Job, ctx: JobContext) -> str | None:
+        if job.head_sha:
+            self.order.append("check in")
+            self.check_started.set()
+            await self.release.wait()
+            self.order.append("check out")
+        else:
+            async with self.locks.hold(commit_key(job.repository, SHA_A)):
+                self.order.append("command in")
+        return "ok"
+
+    async def give_up(self, job: Job, ctx: JobContext, reason: str) -> None:
+        raise AssertionError(reason)
+
+
+async def test_a_command_that_learns_its_commit_waits_for_the_check_running_on_it(
+    pg: Queue,
+) -> None:
+    locks = PostgresCommitLocks(pg.store.pool, poll=0.05)
+    handler = CommitWork(locks)
+    await pg.store.record_delivery(delivery(), [spec(sha=SHA_A)])
+    command = dataclasses.replace(
+        spec(sha=SHA_A, kind=JobKind.COMMENT_COMMAND, key="comment:1"),
+        head_sha=None,
+        details={"issue_number": 7},
+    )
+    worker = PgWorker(pg.queue, pg.store, handler, locks=locks)  # concurrency 2
+    task = asyncio.create_task(worker.run())
+    try:
+        await asyncio.wait_for(handler.check_started.wait(), 20)
+        await pg.store.record_delivery(delivery(), [command])
+
+        # The command runs (its queue lock is its pull request's) but waits for the commit.
+        async def command_running() -> bool:
+            jobs = await pg.store.list_jobs(state=JobState.RUNNING)
+            return any(job.kind is JobKind.COMMENT_COMMAND for job in jobs)
+
+        await until(command_running)
+        await asyncio.sleep(0.5)
+        assert handler.order == ["check in"]
+        handler.release.set()
+        await until(lambda: _value(len(handler.order) == 3))
+    finally:
+        worker.stop()
+        await asyncio.wait_for(task, 20)
+    assert handler.order == ["check in", "check out", "command in"]
+    assert all(job.state is JobState.DONE for job in await pg.store.list_jobs())

@@ -37,6 +37,7 @@ from dataclasses import dataclass
 from typing import Any, Final, Protocol, runtime_checkable
 
 from bot.checks import output
+from bot.commit_locks import CommitLocks, LocalCommitLocks, commit_key
 from bot.engine.policy import DEFAULT_COMMAND_PREFIX
 from bot.events import RESCAN_ACTION, JobKind, is_bot
 from bot.github import GitHubApp, GitHubClient, GitHubError, NotFound
@@ -314,10 +315,12 @@ class RescanCommands:
         *,
         clock: Clock = time.time,
         ledger: RescanLedger | None = None,
+        locks: CommitLocks | None = None,
     ) -> None:
         self._app = app
         self._checks = checks
         self._clock = clock
+        self._locks: CommitLocks = locks or LocalCommitLocks()
         self._flights = SingleFlight(clock, ledger=ledger)
         self._refused: OrderedDict[tuple[str, int, str], float] = OrderedDict()
 
@@ -494,7 +497,12 @@ class RescanCommands:
         async def start(started: float) -> RescanResult:
             await ctx.audit("queued", f"rescanning {sha} with the pull-request check")
             check_job = dataclasses.replace(job, kind=JobKind.CHECK, head_sha=sha)
-            summary = await self._checks.run(check_job, ctx) or "done"
+            key = commit_key(job.repository, sha)
+            if key == job.lock_key:  # the worker holds this commit's lock for the job already
+                summary = await self._checks.run(check_job, ctx) or "done"
+            else:
+                async with self._locks.hold(key):
+                    summary = await self._checks.run(check_job, ctx) or "done"
             check_run_id = ctx.check_run_id
             shown: dict[str, Any] = {}
             if check_run_id is not None:
