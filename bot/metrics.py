@@ -11,8 +11,9 @@ was checked, rules only from the stable rule ids, installations only from GitHub
 
 from __future__ import annotations
 
+import logging
 import re
-from collections.abc import Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from typing import Any, Final
 
 from aiohttp import web
@@ -27,6 +28,9 @@ from prometheus_client import (
 from bot import __version__
 from bot.engine.model import Report, Rule
 from bot.github.ratelimit import RateLimitState
+from bot.store.base import JobState
+
+log = logging.getLogger(__name__)
 
 CONTENT_TYPE: Final = "text/plain; version=0.0.4; charset=utf-8"
 """The classic text format, which every Prometheus version scrapes (what `render` writes)."""
@@ -88,6 +92,14 @@ class Metrics:
         self.jobs_running = Gauge(
             "release_guard_jobs_running", "Jobs running in this process.", registry=r
         )
+        self.jobs_pending = Gauge(
+            "release_guard_jobs_pending",
+            "Jobs queued and running in the whole App, by state (read from the database at "
+            "each scrape: the same from every process; the figure to scale workers on).",
+            ["state"],
+            registry=r,
+        )
+        self._pending: Callable[[], Awaitable[Mapping[JobState, int]]] | None = None
         self.job_duration = Histogram(
             "release_guard_job_duration_seconds",
             "How long one run of a job took, by kind.",
@@ -164,8 +176,24 @@ class Metrics:
         """Return every metric in the Prometheus text format."""
         return generate_latest(self.registry)
 
+    def watch_queue(self, pending: Callable[[], Awaitable[Mapping[JobState, int]]]) -> None:
+        """Read the queue's depth with `pending` (`Store.pending_jobs`) at each scrape."""
+        self._pending = pending
+
+    async def _read_queue(self) -> None:
+        if self._pending is None:
+            return
+        try:
+            counts = await self._pending()
+        except Exception:  # a scrape answers even when the database does not
+            log.warning("cannot read the queue's depth for /metrics", exc_info=True)
+            return
+        for state, count in counts.items():
+            self.jobs_pending.labels(state=state.value).set(count)
+
     async def handle(self, request: web.Request) -> web.Response:
         """Answer `GET /metrics` (an aiohttp handler)."""
+        await self._read_queue()
         response = web.Response(body=self.render())
         response.headers["Content-Type"] = CONTENT_TYPE
         return response

@@ -218,6 +218,7 @@ async def serve(
     backend = Backend(settings, options)
     await backend.open()
     store = backend.store
+    metrics.watch_queue(store.pending_jobs)
     if not with_worker and backend.gc_interval is not None:
         log.warning(
             "--no-worker on the embedded SQLite database: jobs wait for a `release-guard "
@@ -338,6 +339,7 @@ async def work(
     metrics = Metrics()
     backend = Backend(settings, options)
     await backend.open()
+    metrics.watch_queue(backend.store.pending_jobs)
     try:
         retainer = _retainer(settings, backend.store)
         async with _session() as session, _metrics_server(metrics, metrics_host, metrics_port):

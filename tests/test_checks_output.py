@@ -509,6 +509,40 @@ def test_summary_neutralises_hostile_names_paths_and_messages(hostile: str) -> N
     check_markdown_is_inert(summary)
 
 
+def without_code_spans(line: str) -> str:
+    """The line without its code spans, read as CommonMark does, left to right: a backslash
+    escapes the next character outside a span (so an escaped backtick opens nothing), a run
+    of backticks opens a span closed by the next run of the same length, and inside a span
+    a backslash is only a backslash. Escapes outside spans are kept (the caller checks them).
+    """
+    out: list[str] = []
+    i = 0
+    while i < len(line):
+        char = line[i]
+        if char == "\\" and i + 1 < len(line):
+            out.append(line[i : i + 2])
+            i += 2
+            continue
+        if char == "`":
+            run = len(line[i:]) - len(line[i:].lstrip("`"))
+            fence = "`" * run
+            close = i + run
+            while True:
+                close = line.find(fence, close)
+                if close < 0 or line[close + run : close + run + 1] != "`":
+                    break
+                close += len(line[close:]) - len(line[close:].lstrip("`"))
+            if close < 0:  # no closing run: the backticks are literal text
+                out.append(fence)
+                i += run
+                continue
+            i = close + run
+            continue
+        out.append(char)
+        i += 1
+    return "".join(out)
+
+
 def check_markdown_is_inert(summary: str) -> None:
     """Every line is ours: table rows have the expected cells, nothing outside code spans
     or escapes can link, mention, or open HTML."""
@@ -529,7 +563,7 @@ def check_markdown_is_inert(summary: str) -> None:
         if line.startswith("|"):
             cells = table_cells(line)
             assert len(cells) in (4, 5), line
-        outside_code = re.sub(r"(`+)(?:(?!\1).)*?\1", "", line.replace("\\`", ""))
+        outside_code = without_code_spans(line)
         assert "<" not in outside_code.replace("\\<", ""), line
         assert not LINKY.search(
             outside_code.replace("\\", "").replace("](https://", "")

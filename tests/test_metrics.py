@@ -27,7 +27,7 @@ from bot.metrics import Metrics, conclusion_of, findings_by_rule
 from bot.secrets import Secret
 from bot.serve import work
 from bot.settings import Settings
-from bot.store import Job, JobState, SqliteStore
+from bot.store import Job, JobState, SqliteStore, StoreError
 from bot.web import make_app
 from bot.worker import Worker, WorkerOptions
 from tests.apphelpers import (
@@ -373,3 +373,37 @@ async def test_a_worker_process_serves_its_metrics_when_asked(tmp_path: Path) ->
     finally:
         stop.set()
         await asyncio.wait_for(task, timeout=10)
+
+
+@pytest.mark.asyncio
+async def test_the_queue_depth_is_read_from_the_database_at_each_scrape(
+    aiohttp_client: ClientFactory, tmp_path: Path, store: SqliteStore
+) -> None:
+    metrics = Metrics()
+    metrics.watch_queue(store.pending_jobs)
+    settings = Settings.for_data_dir(tmp_path, webhook_secret=Secret(new_secret()))
+    client = await aiohttp_client(make_app(settings, store, metrics=metrics))
+    await store.record_delivery(delivery(), [spec("a" * 40), spec("b" * 40)])
+    text = await (await client.get("/metrics")).text()
+    assert value(text, "release_guard_jobs_pending", state="queued") == 2
+    assert value(text, "release_guard_jobs_pending", state="running") == 0
+    assert await store.claim("w", 30) is not None
+    text = await (await client.get("/metrics")).text()
+    assert value(text, "release_guard_jobs_pending", state="queued") == 1
+    assert value(text, "release_guard_jobs_pending", state="running") == 1
+
+
+@pytest.mark.asyncio
+async def test_a_scrape_answers_when_the_database_does_not(
+    aiohttp_client: ClientFactory, tmp_path: Path, store: SqliteStore
+) -> None:
+    async def down() -> dict[JobState, int]:
+        raise StoreError("the database is down")
+
+    metrics = Metrics()
+    metrics.watch_queue(down)
+    settings = Settings.for_data_dir(tmp_path, webhook_secret=Secret(new_secret()))
+    client = await aiohttp_client(make_app(settings, store, metrics=metrics))
+    answer = await client.get("/metrics")
+    assert answer.status == 200
+    assert "release_guard_deliveries" in await answer.text()

@@ -712,3 +712,12 @@ async def test_rescans_older_than_a_day_are_forgotten(store: AnyStore, clock: Fa
     await store.record_rescan("new", {"summary": "now"})
     assert await store.recent_rescan("old") is None
     assert await store.recent_rescan("new") == {"summary": "now"}
+
+
+async def test_pending_jobs_counts_the_queue(store: AnyStore) -> None:
+    assert await store.pending_jobs() == {JobState.QUEUED: 0, JobState.RUNNING: 0}
+    await store.record_delivery(delivery(), [spec(SHA_A), spec(SHA_B), spec("c" * 40)])
+    job = await claimed(store)
+    await store.complete(job, JobState.DONE, "done")
+    await claimed(store)
+    assert await store.pending_jobs() == {JobState.QUEUED: 1, JobState.RUNNING: 1}

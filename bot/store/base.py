@@ -208,6 +208,9 @@ class Store(Protocol):
     async def get_job(self, job_id: int) -> Job | None:
         """Return one job, or None."""
 
+    async def pending_jobs(self) -> dict[JobState, int]:
+        """How many jobs are queued and how many running, for the whole App."""
+
     async def list_jobs(self, limit: int = 50, *, state: JobState | None = None) -> list[Job]:
         """Return the most recent jobs first."""
 

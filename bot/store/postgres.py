@@ -606,6 +606,16 @@ class PostgresStore:
         rows = await self._query("SELECT * FROM jobs WHERE id = %s", (job_id,))
         return _job(rows[0]) if rows else None
 
+    async def pending_jobs(self) -> dict[JobState, int]:
+        """How many jobs are queued and running, for the whole App (the queue's depth)."""
+        counts = {JobState.QUEUED: 0, JobState.RUNNING: 0}
+        rows = await self._query(
+            f"SELECT state, count(*) AS n FROM jobs WHERE {_PENDING} GROUP BY state"
+        )
+        for row in rows:
+            counts[JobState(row["state"])] = int(row["n"])
+        return counts
+
     async def list_jobs(self, limit: int = 50, *, state: JobState | None = None) -> list[Job]:
         if state is None:
             rows = await self._query("SELECT * FROM jobs ORDER BY id DESC LIMIT %s", (limit,))

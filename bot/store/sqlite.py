@@ -744,6 +744,19 @@ class SqliteStore:
         row = self._db.execute("SELECT * FROM jobs WHERE id = ?", (job_id,)).fetchone()
         return None if row is None else _job(row)
 
+    async def pending_jobs(self) -> dict[JobState, int]:
+        """How many jobs are queued and running, for the whole App (the queue's depth)."""
+        return await self._call(self._pending_jobs_sync)
+
+    def _pending_jobs_sync(self) -> dict[JobState, int]:
+        counts = {JobState.QUEUED: 0, JobState.RUNNING: 0}
+        rows = self._db.execute(
+            f"SELECT state, count(*) FROM jobs WHERE {_PENDING} GROUP BY state"
+        ).fetchall()
+        for state, count in rows:
+            counts[JobState(state)] = int(count)
+        return counts
+
     async def list_jobs(self, limit: int = 50, *, state: JobState | None = None) -> list[Job]:
         return await self._call(self._list_jobs_sync, limit, state)
 
