@@ -14,9 +14,16 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
+from hypothesis import settings
 
 # `pg_url` / `pg_schema_url`: a private PostgreSQL schema per test (tests/pgtest.py).
 pytest_plugins = ["tests.pgtest"]
+
+# Property tests: `.ci/run` runs them derandomized (HYPOTHESIS_PROFILE=ci), so CI sees the same
+# examples every time; elsewhere each run explores new ones (`explore`: many more of them).
+settings.register_profile("ci", derandomize=True, database=None, print_blob=True)
+settings.register_profile("explore", max_examples=2000, deadline=None)
+settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "default"))
 
 _original_connect = socket.socket.connect
 _original_connect_ex = socket.socket.connect_ex
