@@ -9,6 +9,7 @@ or any other exception turned into `give_up` and a `failed` job, and the job's m
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import logging
 import os
@@ -20,10 +21,11 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, Final
 
+from bot.commit_locks import CommitLocks
 from bot.jobs import JobHandler, RetryLater
-from bot.logging_setup import mask_secrets
+from bot.logging_setup import log_context, mask_secrets
 from bot.metrics import Metrics
-from bot.store.base import Job, JobState, Store, StoreError
+from bot.store.base import Job, JobState, LeaseLost, Store, StoreError
 
 log = logging.getLogger("bot.worker")
 
@@ -136,12 +138,23 @@ class RunContext:
         self._check_run_id = check_run_id
 
 
+@dataclass(frozen=True, slots=True)
+class RunOutcome:
+    """How one run of a job ended: `done`, `failed`, `retried` (in `retry_in` seconds),
+    `lease_lost` or `store_error`."""
+
+    ended_as: str
+    retry_in: float | None = None
+    summary: str | None = None
+
+
 class JobRun:
     """Runs one attempt of a job its worker holds, and records how it ended.
 
-    `attempt()` returns the delay of the retry it scheduled in the store (a `RetryLater`), or
-    None when the job is finished (done or failed). Store errors and `LeaseLost` propagate:
-    the caller decides what a run whose outcome could not be written means for its queue.
+    `run()` is what a worker calls: it holds the commit's lock, counts the run in the metrics,
+    hands an interrupted job back to the queue, and says how the run ended. `attempt()` is the
+    attempt itself: it returns the delay of the retry it scheduled in the store (a
+    `RetryLater`), or None when the job is finished (done or failed).
     """
 
     def __init__(
@@ -151,12 +164,58 @@ class JobRun:
         options: WorkerOptions,
         worker_id: str,
         rng: random.Random,
+        *,
+        metrics: Metrics | None = None,
+        locks: CommitLocks | None = None,
     ) -> None:
         self.store = store
         self.handler = handler
         self.options = options
         self.worker_id = worker_id
+        self.metrics = metrics
+        self.locks = locks
         self._rng = rng
+
+    async def run(self, job: Job, *, lease_lost: asyncio.Event | None = None) -> RunOutcome:
+        """Run one attempt of `job` under its commit's lock; say how it ended.
+
+        Cancelled (the worker stops), the job is handed back to the queue at once, unless
+        `lease_lost` is set: then another worker has it already. A lost lease or an outcome
+        the store could not record ends the run quietly (`lease_lost`, `store_error`); what
+        that means for the job is the queue's to decide.
+        """
+        with log_context(delivery_id=job.delivery_id, job_id=job.id):
+            ctx = RunContext(self.store, job, self.options.max_attempts, self.metrics)
+            if self.metrics is not None:
+                self.metrics.job_started()
+            delay: float | None = None
+            try:
+                async with self._commit_lock(job):
+                    delay = await self.attempt(job, ctx)
+            except asyncio.CancelledError:
+                taken = lease_lost is not None and lease_lost.is_set()
+                ctx.end("lease_lost" if taken else "interrupted")
+                if not taken:
+                    with contextlib.suppress(StoreError):
+                        await self.store.retry_later(
+                            job, 0, "interrupted: the worker stopped before the job finished"
+                        )
+                raise
+            except LeaseLost:
+                ctx.end("lease_lost")
+                log.warning("job %d: lease lost; another worker has it now", job.id)
+            except StoreError:
+                ctx.end("store_error")
+                log.exception("job %d: cannot record its outcome", job.id)
+            finally:
+                ctx.report_end()
+            return RunOutcome(ctx.ended_as, delay, ctx.summary)
+
+    def _commit_lock(self, job: Job) -> contextlib.AbstractAsyncContextManager[None]:
+        """The lock of the commit the job names (see `bot.commit_locks`), if it names one."""
+        if self.locks is None or not job.head_sha:
+            return contextlib.nullcontext()
+        return self.locks.hold(job.lock_key)
 
     async def attempt(self, job: Job, ctx: RunContext) -> float | None:
         limit = self.options.max_attempts

@@ -40,13 +40,13 @@ from procrastinate.retry import BaseRetryStrategy, RetryDecision
 from procrastinate.schema import SchemaManager
 
 from bot.commit_locks import CommitLocks
-from bot.job_run import JobRun, RunContext, WorkerOptions, worker_identity
+from bot.job_run import JobRun, WorkerOptions, worker_identity
 from bot.jobs import JobHandler
-from bot.logging_setup import log_context, mask_secrets
+from bot.logging_setup import mask_secrets
 from bot.metrics import Metrics
 from bot.retention import Retainer
 from bot.retention.maintenance import collect_and_report
-from bot.store.base import Job, LeaseLost, StoreError
+from bot.store.base import Job, StoreError
 from bot.store.pg_schema import MIGRATION_LOCK_KEY
 from bot.store.postgres import PostgresStore
 
@@ -148,9 +148,9 @@ class PgQueue:
         self.options = options or WorkerOptions()
         self.app = procrastinate.App(connector=procrastinate.PsycopgConnector())
         self._worker: PgWorker | None = None
-        self._run_job = self.app.task(
-            name=RUN_JOB, queue=QUEUE, pass_context=True, retry=_RetryAsAsked()
-        )(self._task_run_job)
+        self._run_job = self.app.task(name=RUN_JOB, queue=QUEUE, retry=_RetryAsAsked())(
+            self._task_run_job
+        )
         self.app.periodic(cron=recovery_cron(self.options.stalled_after))(
             self.app.task(name=RECOVER_STALLED, queue=QUEUE)(self._task_recover_stalled)
         )
@@ -181,7 +181,7 @@ class PgQueue:
             raise RuntimeError("this process runs no release-guard worker")
         return self._worker
 
-    async def _task_run_job(self, context: procrastinate.JobContext, job_id: int) -> str:
+    async def _task_run_job(self, job_id: int) -> str:
         return await self._require_worker().run_job(job_id)
 
     async def _task_recover_stalled(self, timestamp: int) -> int:
@@ -212,12 +212,19 @@ class PgWorker:
     ) -> None:
         self.queue = queue
         self.store = store
-        self.locks = locks
         self.options = queue.options
         self.metrics = metrics
         self.retainer = retainer
         self.worker_id = worker_id or worker_identity()
-        self._run = JobRun(store, handler, self.options, self.worker_id, rng or random.Random())
+        self._run = JobRun(
+            store,
+            handler,
+            self.options,
+            self.worker_id,
+            rng or random.Random(),
+            metrics=metrics,
+            locks=locks,
+        )
         self._stop = asyncio.Event()
         queue.attach(self)
 
@@ -300,12 +307,6 @@ class PgWorker:
 
     # -- tasks --------------------------------------------------------------------------------
 
-    def _commit_lock(self, job: Job) -> contextlib.AbstractAsyncContextManager[None]:
-        """The lock of the commit the job names (see `bot.commit_locks`), if it names one."""
-        if self.locks is None or not job.head_sha:
-            return contextlib.nullcontext()
-        return self.locks.hold(job.lock_key)
-
     async def run_job(self, job_id: int) -> str:
         try:
             job = await self.store.start(job_id, self.worker_id, self.options.lease)
@@ -314,34 +315,13 @@ class PgWorker:
             raise Requeue(self.options.backoff_base) from None
         if job is None:
             return f"job {job_id} is finished already"
-        with log_context(delivery_id=job.delivery_id, job_id=job.id):
-            ctx = RunContext(self.store, job, self.options.max_attempts, self.metrics)
-            if self.metrics is not None:
-                self.metrics.job_started()
-            try:
-                async with self._commit_lock(job):
-                    delay = await self._run.attempt(job, ctx)
-            except asyncio.CancelledError:
-                ctx.end("interrupted")
-                with contextlib.suppress(StoreError, LeaseLost):
-                    await self.store.retry_later(
-                        job, 0, "interrupted: the worker stopped before the job finished"
-                    )
-                raise
-            except LeaseLost:
-                ctx.end("lease_lost")
-                log.warning("job %d: another worker runs it now", job.id)
-                return "another worker runs it now"
-            except StoreError:
-                # The outcome could not be written: run it again once the database answers.
-                ctx.end("store_error")
-                log.exception("job %d: cannot record its outcome", job.id)
-                raise Requeue(self.options.backoff_base) from None
-            finally:
-                ctx.report_end()
-        if delay is not None:
-            raise Requeue(delay)
-        return ctx.summary or ctx.ended_as
+        outcome = await self._run.run(job)
+        if outcome.ended_as == "store_error":
+            # The outcome could not be written: run it again once the database answers.
+            raise Requeue(self.options.backoff_base)
+        if outcome.retry_in is not None:
+            raise Requeue(outcome.retry_in)
+        return outcome.summary or outcome.ended_as
 
     async def recover_stalled(self) -> int:
         """Queue again the jobs of dead workers, and any job the queue lost; return how many."""

@@ -117,11 +117,7 @@ def _make_handler(
             metrics=metrics,
             retainer=retainer,
             rate_limit_gate=backend.rate_limit_gate() if backend is not None else None,
-            rescan_ledger=(
-                backend.store
-                if backend is not None and isinstance(backend.store, RescanLedger)
-                else None
-            ),
+            rescan_ledger=backend.store if backend is not None else None,
             commit_locks=backend.commit_locks() if backend is not None else None,
         )
     return factory(settings, session)

@@ -19,11 +19,10 @@ import random
 import socket
 
 from bot.commit_locks import CommitLocks
-from bot.job_run import PROCESS_TOKEN, JobRun, RunContext, WorkerOptions, backoff, worker_identity
+from bot.job_run import PROCESS_TOKEN, JobRun, WorkerOptions, backoff, worker_identity
 from bot.jobs import JobHandler
-from bot.logging_setup import log_context
 from bot.metrics import Metrics
-from bot.store.base import Job, JobState, LeaseLost, Store, StoreError
+from bot.store.base import Job, JobState, Store, StoreError
 
 __all__ = ["Worker", "WorkerOptions", "backoff", "is_dead_local_owner", "worker_identity"]
 
@@ -75,7 +74,6 @@ class Worker:
     ) -> None:
         self.store = store
         self.metrics = metrics
-        self.locks = locks
         self.handler = handler
         self.options = options or WorkerOptions()
         self.worker_id = worker_id or worker_identity()
@@ -83,7 +81,9 @@ class Worker:
         self._wake = asyncio.Event()
         self._stopping = False
         self._tasks: set[asyncio.Task[None]] = set()
-        self._run = JobRun(store, handler, self.options, self.worker_id, self._rng)
+        self._run = JobRun(
+            store, handler, self.options, self.worker_id, self._rng, metrics=metrics, locks=locks
+        )
 
     def notify(self) -> None:
         """Look for due jobs now (a delivery was just recorded)."""
@@ -172,44 +172,15 @@ class Worker:
     # -- one job -------------------------------------------------------------------------------
 
     async def _execute(self, job: Job) -> None:
-        with log_context(delivery_id=job.delivery_id, job_id=job.id):
-            ctx = RunContext(self.store, job, self.options.max_attempts, self.metrics)
-            current = asyncio.current_task()
-            assert current is not None
-            lost = asyncio.Event()
-            keeper = asyncio.create_task(self._keep_lease(job, current, lost))
-            if self.metrics is not None:
-                self.metrics.job_started()
-            try:
-                async with self._commit_lock(job):
-                    await self._run.attempt(job, ctx)
-            except asyncio.CancelledError:
-                ctx.end("lease_lost" if lost.is_set() else "interrupted")
-                if not lost.is_set():
-                    await self._hand_back(job)
-                raise
-            except LeaseLost:
-                ctx.end("lease_lost")
-                log.warning("job %d: lease lost; another worker has it now", job.id)
-            except StoreError:
-                # The outcome could not be written: the lease will lapse and the job run again.
-                ctx.end("store_error")
-                log.exception("job %d: cannot record its outcome", job.id)
-            finally:
-                keeper.cancel()
-                ctx.report_end()
-
-    def _commit_lock(self, job: Job) -> contextlib.AbstractAsyncContextManager[None]:
-        """The lock of the commit the job names (see `bot.commit_locks`), if it names one."""
-        if self.locks is None or not job.head_sha:
-            return contextlib.nullcontext()
-        return self.locks.hold(job.lock_key)
-
-    async def _hand_back(self, job: Job) -> None:
-        with contextlib.suppress(StoreError):
-            await self.store.retry_later(
-                job, 0, "interrupted: the worker stopped before the job finished"
-            )
+        current = asyncio.current_task()
+        assert current is not None
+        lost = asyncio.Event()
+        keeper = asyncio.create_task(self._keep_lease(job, current, lost))
+        try:
+            # A store error leaves the job to its lease, which lapses: it runs again then.
+            await self._run.run(job, lease_lost=lost)
+        finally:
+            keeper.cancel()
 
     async def _keep_lease(self, job: Job, runner: asyncio.Task[None], lost: asyncio.Event) -> None:
         while True:

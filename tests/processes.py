@@ -78,21 +78,30 @@ class App:
                 found.append(json.loads(line))
         return found
 
-    def logged(self, start: str) -> bool:
-        return any(r["message"].startswith(start) for r in self.records())
-
     def _check_alive(self) -> None:
         if self.process.poll() is not None:
             raise AssertionError(f"{self.name} exited early:\n{self.log.read_text()}")
 
+    def logged(self, start: str) -> bool:
+        """Whether the process logged a line starting with `start` (alive or not)."""
+        return any(r["message"].startswith(start) for r in self.records())
+
+    def _logged(self, message: str) -> dict[str, Any] | None:
+        """The first log record whose message starts with `message`; fail if the process died."""
+        for record in self.records():
+            if record["message"].startswith(message):
+                if "port" in record:
+                    self.port = int(record["port"])
+                return record
+        self._check_alive()
+        return None
+
     def wait_for_port(self) -> int:
+        """Wait (blocking) until the process listens; return its port."""
         deadline = time.monotonic() + TIMEOUT
         while time.monotonic() < deadline:
-            for record in self.records():
-                if record["message"].startswith("listening on"):
-                    self.port = int(record["port"])
-                    return self.port
-            self._check_alive()
+            if self._logged("listening on") is not None and self.port is not None:
+                return self.port
             time.sleep(0.05)
         raise AssertionError(f"{self.name} did not start:\n{self.log.read_text()}")
 
@@ -100,12 +109,8 @@ class App:
         """Wait (without blocking the loop) until the process logs a line starting so."""
         deadline = time.monotonic() + TIMEOUT
         while time.monotonic() < deadline:
-            for record in self.records():
-                if record["message"].startswith(message):
-                    if "port" in record:
-                        self.port = int(record["port"])
-                    return
-            self._check_alive()
+            if self._logged(message) is not None:
+                return
             await asyncio.sleep(0.05)
         raise AssertionError(f"{self.name} did not log {message!r}:\n{self.log.read_text()}")
 

@@ -27,7 +27,7 @@ from bot.store.base import (
     RetentionIndex,
     Sighting,
 )
-from bot.store.sqlite import lock_key_sql
+from bot.store.common import lock_key_sql
 from tests.apphelpers import SHA_A, SHA_B, FakeClock, delivery, spec
 
 pytestmark = pytest.mark.asyncio

@@ -34,7 +34,7 @@ import time
 from collections import OrderedDict
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
-from typing import Any, Final, Protocol, runtime_checkable
+from typing import Any, Final, Protocol
 
 from bot.checks import output
 from bot.commit_locks import CommitLocks, LocalCommitLocks, commit_key
@@ -192,7 +192,6 @@ class RescanResult:
         return result if numbers_ok and texts_ok else None
 
 
-@runtime_checkable
 class RescanLedger(Protocol):
     """Finished rescans, shared by every worker of the App (its database implements it)."""
 

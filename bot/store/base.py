@@ -208,6 +208,12 @@ class Store(Protocol):
     async def get_job(self, job_id: int) -> Job | None:
         """Return one job, or None."""
 
+    async def recent_rescan(self, key: str) -> dict[str, Any] | None:
+        """The last rescan recorded for `key` (`bot.handlers.comments.RescanLedger`)."""
+
+    async def record_rescan(self, key: str, result: Mapping[str, Any]) -> None:
+        """Record a finished rescan for `key`, for every worker to answer from."""
+
     async def pending_jobs(self) -> dict[JobState, int]:
         """How many jobs are queued and how many running, for the whole App."""
 

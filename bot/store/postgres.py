@@ -37,7 +37,7 @@ from psycopg.conninfo import conninfo_to_dict
 from psycopg.rows import dict_row
 from psycopg_pool import AsyncConnectionPool
 
-from bot.events import JobKind, JobSpec
+from bot.events import JobSpec
 from bot.store.base import (
     AmbiguousId,
     AuditEvent,
@@ -51,8 +51,16 @@ from bot.store.base import (
     Sighting,
     StoreError,
 )
+from bot.store.common import (
+    PENDING,
+    RESCANS_KEPT,
+    job_from_row,
+    lock_key_sql,
+    retained_from_row,
+    retained_query,
+    sighting_from_row,
+)
 from bot.store.pg_schema import migrate
-from bot.store.sqlite import RESCANS_KEPT, lock_key_sql
 
 Connection: TypeAlias = psycopg.AsyncConnection[Any]
 OnQueued: TypeAlias = Callable[[Connection, Job], Awaitable[None]]
@@ -63,7 +71,6 @@ CLAIM_LOCK_KEY: Final[int] = 0x7267_636C_6169  # "rgclai": serialises `claim` (s
 _STATE_RANK: Final = {RetainedState.FAILED: 0, RetainedState.PENDING: 1, RetainedState.KEPT: 2}
 """A merge keeps the better state: bytes kept beat bytes waiting, which beat bytes lost."""
 
-_PENDING: Final = "state IN ('queued', 'running')"
 
 _ROLLED_BACK: Final = (
     pg_errors.DeadlockDetected,
@@ -103,7 +110,7 @@ WITH delivery AS (
            spec.head_sha, spec.details, spec.dedupe_key, 'queued', %(now)s, %(now)s, %(now)s
     FROM spec CROSS JOIN delivery
     ORDER BY spec.n
-    ON CONFLICT (dedupe_key) WHERE {_PENDING} DO NOTHING
+    ON CONFLICT (dedupe_key) WHERE {PENDING} DO NOTHING
     RETURNING *
 ), trail AS (
     INSERT INTO audit_events (job_id, delivery_id, at, stage, message, data)
@@ -128,7 +135,7 @@ _FOLD_SQL: Final = f"""
 INSERT INTO audit_events (job_id, delivery_id, at, stage, message, data)
 SELECT jobs.id, %(delivery_id)s, %(now)s, 'received', %(message)s, %(data)s::jsonb
 FROM unnest(%(keys)s::text[]) WITH ORDINALITY AS folded (key, n)
-JOIN jobs ON jobs.dedupe_key = folded.key AND jobs.{_PENDING}
+JOIN jobs ON jobs.dedupe_key = folded.key AND jobs.{PENDING}
 ORDER BY folded.n
 """
 """Notes, on each pending job a spec was folded into, the delivery that asked again.
@@ -162,7 +169,7 @@ _CLAIM_SQL: Final = _LEASE_SQL.format(
     message="'the lease of ' || coalesce(leased.previous_owner, '?') || ' expired'",
 )
 _START_SQL: Final = _LEASE_SQL.format(
-    where=f"j.id = %(job_id)s AND j.{_PENDING}",
+    where=f"j.id = %(job_id)s AND j.{PENDING}",
     lock="FOR UPDATE",
     message="coalesce(leased.previous_owner, '?') || ' stopped before finishing it'",
 )
@@ -380,7 +387,7 @@ class PostgresStore:
         )
         if not rows[0]["recorded"]:
             return False
-        new = {row["dedupe_key"]: _job(row) for row in rows if row["id"] is not None}
+        new = {row["dedupe_key"]: job_from_row(row) for row in rows if row["id"] is not None}
         folded: list[str] = []
         for spec in jobs:
             job = new.pop(spec.dedupe_key, None)
@@ -429,7 +436,7 @@ class PostgresStore:
             rows = await self._rows(
                 conn, _CLAIM_SQL, {"now": now, "worker_id": worker_id, "expires": now + lease}
             )
-        return _job(rows[0]) if rows else None
+        return job_from_row(rows[0]) if rows else None
 
     async def start(self, job_id: int, worker_id: str, lease: float) -> Job | None:
         now = self._clock()
@@ -437,7 +444,7 @@ class PostgresStore:
             _START_SQL,
             {"now": now, "worker_id": worker_id, "expires": now + lease, "job_id": job_id},
         )
-        return _job(rows[0]) if rows else None
+        return job_from_row(rows[0]) if rows else None
 
     async def _leased(
         self,
@@ -604,13 +611,13 @@ class PostgresStore:
 
     async def get_job(self, job_id: int) -> Job | None:
         rows = await self._query("SELECT * FROM jobs WHERE id = %s", (job_id,))
-        return _job(rows[0]) if rows else None
+        return job_from_row(rows[0]) if rows else None
 
     async def pending_jobs(self) -> dict[JobState, int]:
         """How many jobs are queued and running, for the whole App (the queue's depth)."""
         counts = {JobState.QUEUED: 0, JobState.RUNNING: 0}
         rows = await self._query(
-            f"SELECT state, count(*) AS n FROM jobs WHERE {_PENDING} GROUP BY state"
+            f"SELECT state, count(*) AS n FROM jobs WHERE {PENDING} GROUP BY state"
         )
         for row in rows:
             counts[JobState(row["state"])] = int(row["n"])
@@ -624,7 +631,7 @@ class PostgresStore:
                 "SELECT * FROM jobs WHERE state = %s ORDER BY id DESC LIMIT %s",
                 (state.value, limit),
             )
-        return [_job(row) for row in rows]
+        return [job_from_row(row) for row in rows]
 
     async def audit_trail(self, job_id: int) -> list[AuditEvent]:
         rows = await self._query(
@@ -678,7 +685,7 @@ class PostgresStore:
                 rows = await self._rows(
                     conn, "SELECT * FROM retained WHERE id = %s FOR UPDATE", (record.id,)
                 )
-                existing = _retained(rows[0])
+                existing = retained_from_row(rows[0])
                 better = _STATE_RANK[record.state] > _STATE_RANK[existing.state]
                 source = record if better else existing
                 await conn.execute(
@@ -702,7 +709,7 @@ class PostgresStore:
             )
         if not rows:  # pragma: no cover - written in the same transaction
             raise StoreError(f"retained artifact {record.id} vanished while it was written")
-        return _retained(rows[0]), created
+        return retained_from_row(rows[0]), created
 
     @staticmethod
     async def _add_sighting(conn: Connection, retained_id: str, sighting: Sighting) -> None:
@@ -775,43 +782,19 @@ class PostgresStore:
                 return None
             if len(rows) > 1:
                 raise AmbiguousId(f"{retained_id!r} names more than one retained artifact")
-            record = _retained(rows[0])
+            record = retained_from_row(rows[0])
             sightings = await self._rows(
                 conn,
                 "SELECT * FROM retained_sightings WHERE retained_id = %s ORDER BY id",
                 (record.id,),
             )
-        return dataclasses.replace(record, sightings=tuple(_sighting(row) for row in sightings))
+        return dataclasses.replace(
+            record, sightings=tuple(sighting_from_row(row) for row in sightings)
+        )
 
     async def list_retained(self, query: RetainedFilter) -> list[RetainedRecord]:
-        where: list[str] = []
-        params: list[Any] = []
-        if query.repository is not None:
-            where.append("lower(repository) = lower(%s)")
-            params.append(query.repository)
-        if query.commit is not None:
-            where.append("starts_with(head_sha, %s)")
-            params.append(query.commit.lower())
-        if query.since is not None:
-            where.append("last_seen_at >= %s")
-            params.append(query.since)
-        if query.until is not None:
-            where.append("kept_at <= %s")
-            params.append(query.until)
-        if query.state is not None:
-            where.append("state = %s")
-            params.append(query.state.value)
-        if query.digest is not None:
-            where.append("digest = %s")
-            params.append(query.digest.lower())
-        sql = f"SELECT {_RETAINED_COLUMNS} FROM retained"
-        if where:
-            sql += " WHERE " + " AND ".join(where)
-        sql += " ORDER BY last_seen_at DESC, id"
-        if query.limit is not None:
-            sql += " LIMIT %s"
-            params.append(query.limit)
-        return [_retained(row) for row in await self._query(sql, params)]
+        sql, params = retained_query(_RETAINED_COLUMNS, query, "postgresql")
+        return [retained_from_row(row) for row in await self._query(sql, params)]
 
     async def due_retained(self, now: float) -> list[RetainedRecord]:
         rows = await self._query(
@@ -819,7 +802,7 @@ class PostgresStore:
             " AND coalesce(next_attempt_at, 0) <= %s ORDER BY next_attempt_at NULLS FIRST, id",
             (now,),
         )
-        return [_retained(row) for row in rows]
+        return [retained_from_row(row) for row in rows]
 
     async def delete_retained(self, retained_ids: Collection[str]) -> set[str]:
         if not retained_ids:
@@ -888,62 +871,3 @@ def _raw_password(url: str) -> str | None:
     if "@" in head and ":" in head.rsplit("@", 1)[0]:
         return head.rsplit("@", 1)[0].split(":", 1)[1] or None
     return None
-
-
-def _job(row: Row) -> Job:
-    return Job(
-        id=row["id"],
-        delivery_id=row["delivery_id"],
-        kind=JobKind(row["kind"]),
-        installation_id=row["installation_id"],
-        repository=row["repository"],
-        head_sha=row["head_sha"],
-        details=row["details"],
-        dedupe_key=row["dedupe_key"],
-        state=JobState(row["state"]),
-        attempts=row["attempts"],
-        not_before=row["not_before"],
-        lease_owner=row["lease_owner"],
-        lease_expires=row["lease_expires"],
-        check_run_id=row["check_run_id"],
-        created_at=row["created_at"],
-        updated_at=row["updated_at"],
-        result_summary=row["result_summary"],
-    )
-
-
-def _retained(row: Row) -> RetainedRecord:
-    return RetainedRecord(
-        id=row["id"],
-        digest=row["digest"],
-        size=row["size"],
-        repository=row["repository"],
-        commit=row["head_sha"],
-        artifact_name=row["artifact_name"],
-        state=RetainedState(row["state"]),
-        kept_at=row["kept_at"],
-        expires_at=row["expires_at"],
-        last_seen_at=row["last_seen_at"],
-        attempts=row["attempts"],
-        next_attempt_at=row["next_attempt_at"],
-        last_error=row["last_error"],
-        spool_path=row["spool_path"],
-        sighting_count=row.get("sighting_count", 0),
-    )
-
-
-def _sighting(row: Row) -> Sighting:
-    return Sighting(
-        seen_at=row["seen_at"],
-        artifact_name=row["artifact_name"],
-        installation_id=row["installation_id"],
-        event=row["event"],
-        delivery_id=row["delivery_id"],
-        job_id=row["job_id"],
-        pull_request=row["pull_request"],
-        release=row["release"],
-        workflow_run_id=row["workflow_run_id"],
-        artifact_id=row["artifact_id"],
-        check_run_url=row["check_run_url"],
-        findings=tuple(row["findings"]),
-    )

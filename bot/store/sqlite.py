@@ -26,9 +26,9 @@ import time
 from collections.abc import Callable, Collection, Iterator, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from typing import Any, Final, Literal, TypeVar
+from typing import Any, Final, TypeVar
 
-from bot.events import JobKind, JobSpec
+from bot.events import JobSpec
 from bot.store.base import (
     AmbiguousId,
     AuditEvent,
@@ -43,11 +43,19 @@ from bot.store.base import (
     StoreError,
     StoreMissing,
 )
+from bot.store.common import (
+    PENDING,
+    RESCANS_KEPT,
+    job_from_row,
+    lock_key_sql,
+    retained_from_row,
+    retained_query,
+    sighting_from_row,
+)
 
 T = TypeVar("T")
 
 MIN_SQLITE: Final = (3, 35, 0)  # RETURNING, and upserts on partial indexes
-RESCANS_KEPT: Final = 86_400.0  # seconds a finished rescan is remembered
 
 # Each migration is a list of statements, applied in one transaction; never edit a released one.
 MIGRATIONS: Final[tuple[tuple[str, ...], ...]] = (
@@ -151,28 +159,6 @@ MIGRATIONS: Final[tuple[tuple[str, ...], ...]] = (
 
 _STATE_RANK: Final = {RetainedState.FAILED: 0, RetainedState.PENDING: 1, RetainedState.KEPT: 2}
 """A merge keeps the better state: bytes kept beat bytes waiting, which beat bytes lost."""
-
-_PENDING: Final = "state IN ('queued', 'running')"
-
-
-def lock_key_sql(table: str, dialect: Literal["sqlite", "postgresql"] = "sqlite") -> str:
-    """SQL for `Job.lock_key` of a row of `jobs` named `table`; keep the two in step.
-
-    The same expression on both backends but for reading `details.issue_number` (JSON text in
-    SQLite, jsonb in PostgreSQL); the PostgreSQL store uses it too.
-    """
-    if dialect == "sqlite":
-        is_number = f"json_type({table}.details, '$.issue_number') = 'integer'"
-        number = f"json_extract({table}.details, '$.issue_number')"
-    else:
-        is_number = f"jsonb_typeof({table}.details -> 'issue_number') = 'number'"
-        number = f"({table}.details ->> 'issue_number')"
-    return (
-        f"(CASE WHEN {table}.head_sha IS NOT NULL AND {table}.head_sha <> ''"
-        f" THEN lower({table}.repository) || '@' || {table}.head_sha"
-        f" WHEN {is_number} THEN lower({table}.repository) || '#' || {number}"
-        f" ELSE {table}.dedupe_key END)"
-    )
 
 
 class SqliteStore:
@@ -411,7 +397,7 @@ class SqliteStore:
                 "INSERT INTO jobs (delivery_id, kind, installation_id, repository, head_sha,"
                 " details, dedupe_key, state, not_before, created_at, updated_at)"
                 " VALUES (?, ?, ?, ?, ?, ?, ?, 'queued', ?, ?, ?)"
-                f" ON CONFLICT (dedupe_key) WHERE {_PENDING} DO NOTHING RETURNING id",
+                f" ON CONFLICT (dedupe_key) WHERE {PENDING} DO NOTHING RETURNING id",
                 (
                     delivery.delivery_id,
                     spec.kind.value,
@@ -448,7 +434,7 @@ class SqliteStore:
                 )
             else:
                 existing = conn.execute(
-                    f"SELECT id FROM jobs WHERE dedupe_key = ? AND {_PENDING}",
+                    f"SELECT id FROM jobs WHERE dedupe_key = ? AND {PENDING}",
                     (spec.dedupe_key,),
                 ).fetchone()[0]
                 self._audit_sync(
@@ -519,7 +505,7 @@ class SqliteStore:
         now = self._clock()
         with self._write() as conn:
             row = conn.execute(
-                f"SELECT id, state, lease_owner FROM jobs WHERE id = ? AND {_PENDING}",
+                f"SELECT id, state, lease_owner FROM jobs WHERE id = ? AND {PENDING}",
                 (job_id,),
             ).fetchone()
             if row is None:
@@ -751,7 +737,7 @@ class SqliteStore:
     def _pending_jobs_sync(self) -> dict[JobState, int]:
         counts = {JobState.QUEUED: 0, JobState.RUNNING: 0}
         rows = self._db.execute(
-            f"SELECT state, count(*) FROM jobs WHERE {_PENDING} GROUP BY state"
+            f"SELECT state, count(*) FROM jobs WHERE {PENDING} GROUP BY state"
         ).fetchall()
         for state, count in rows:
             counts[JobState(state)] = int(count)
@@ -965,33 +951,7 @@ class SqliteStore:
         return await self._call(self._list_retained_sync, query)
 
     def _list_retained_sync(self, query: RetainedFilter) -> list[RetainedRecord]:
-        where: list[str] = []
-        params: list[Any] = []
-        if query.repository is not None:
-            where.append("repository = ? COLLATE NOCASE")
-            params.append(query.repository)
-        if query.commit is not None:
-            where.append("substr(head_sha, 1, ?) = ?")
-            params += [len(query.commit), query.commit.lower()]
-        if query.since is not None:
-            where.append("last_seen_at >= ?")
-            params.append(query.since)
-        if query.until is not None:
-            where.append("kept_at <= ?")
-            params.append(query.until)
-        if query.state is not None:
-            where.append("state = ?")
-            params.append(query.state.value)
-        if query.digest is not None:
-            where.append("digest = ?")
-            params.append(query.digest.lower())
-        sql = f"SELECT {self._RETAINED_COLUMNS} FROM retained"
-        if where:
-            sql += " WHERE " + " AND ".join(where)
-        sql += " ORDER BY last_seen_at DESC, id"
-        if query.limit is not None:
-            sql += " LIMIT ?"
-            params.append(query.limit)
+        sql, params = retained_query(self._RETAINED_COLUMNS, query, "sqlite")
         return [_retained(row) for row in self._db.execute(sql, params).fetchall()]
 
     async def due_retained(self, now: float) -> list[RetainedRecord]:
@@ -1048,60 +1008,12 @@ class SqliteStore:
 
 
 def _job(row: sqlite3.Row) -> Job:
-    return Job(
-        id=row["id"],
-        delivery_id=row["delivery_id"],
-        kind=JobKind(row["kind"]),
-        installation_id=row["installation_id"],
-        repository=row["repository"],
-        head_sha=row["head_sha"],
-        details=json.loads(row["details"]),
-        dedupe_key=row["dedupe_key"],
-        state=JobState(row["state"]),
-        attempts=row["attempts"],
-        not_before=row["not_before"],
-        lease_owner=row["lease_owner"],
-        lease_expires=row["lease_expires"],
-        check_run_id=row["check_run_id"],
-        created_at=row["created_at"],
-        updated_at=row["updated_at"],
-        result_summary=row["result_summary"],
-    )
+    return job_from_row({**dict(row), "details": json.loads(row["details"])})
 
 
 def _retained(row: sqlite3.Row) -> RetainedRecord:
-    keys = row.keys()
-    return RetainedRecord(
-        id=row["id"],
-        digest=row["digest"],
-        size=row["size"],
-        repository=row["repository"],
-        commit=row["head_sha"],
-        artifact_name=row["artifact_name"],
-        state=RetainedState(row["state"]),
-        kept_at=row["kept_at"],
-        expires_at=row["expires_at"],
-        last_seen_at=row["last_seen_at"],
-        attempts=row["attempts"],
-        next_attempt_at=row["next_attempt_at"],
-        last_error=row["last_error"],
-        spool_path=row["spool_path"],
-        sighting_count=row["sighting_count"] if "sighting_count" in keys else 0,
-    )
+    return retained_from_row(dict(row))
 
 
 def _sighting(row: sqlite3.Row) -> Sighting:
-    return Sighting(
-        seen_at=row["seen_at"],
-        artifact_name=row["artifact_name"],
-        installation_id=row["installation_id"],
-        event=row["event"],
-        delivery_id=row["delivery_id"],
-        job_id=row["job_id"],
-        pull_request=row["pull_request"],
-        release=row["release"],
-        workflow_run_id=row["workflow_run_id"],
-        artifact_id=row["artifact_id"],
-        check_run_url=row["check_run_url"],
-        findings=tuple(json.loads(row["findings"])),
-    )
+    return sighting_from_row({**dict(row), "findings": json.loads(row["findings"])})
