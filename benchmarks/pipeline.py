@@ -36,14 +36,14 @@ import aiohttp
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from bot.app.serve import serve  # noqa: E402
+from bot.app.worker import WorkerOptions  # noqa: E402
 from bot.double.helpers import make_keypair  # noqa: E402
 from bot.double.server import GitHubDouble  # noqa: E402
 from bot.engine.policy import Policy  # noqa: E402
 from bot.engine.scan import scan_path  # noqa: E402
 from bot.secrets import Secret  # noqa: E402
-from bot.serve import serve  # noqa: E402
 from bot.settings import Settings  # noqa: E402
-from bot.worker import WorkerOptions  # noqa: E402
 from tests.apphelpers import examples, new_secret, webhook_headers  # noqa: E402
 
 MIB = 1 << 20

@@ -72,12 +72,12 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from benchmarks.pipeline import MIB, artifact_bytes, percentile  # noqa: E402
+from bot.app.worker import WorkerOptions  # noqa: E402
 from bot.double.helpers import make_keypair  # noqa: E402
 from bot.double.server import GitHubDouble  # noqa: E402
 from bot.double.state import Repository  # noqa: E402
 from bot.engine.policy import Policy  # noqa: E402
 from bot.engine.scan import scan_path  # noqa: E402
-from bot.worker import WorkerOptions  # noqa: E402
 from tests.apphelpers import new_secret, webhook_headers  # noqa: E402
 from tests.pgtest import with_schema  # noqa: E402
 from tests.processes import App, base_environment  # noqa: E402

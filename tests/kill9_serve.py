@@ -24,7 +24,7 @@ from pathlib import Path
 
 import aiohttp
 
-from bot.cli import build_parser
+from bot.cli.main import build_parser
 from bot.jobs import JobContext, JobHandler
 from bot.settings import Settings
 from bot.store.base import Job

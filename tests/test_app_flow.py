@@ -18,12 +18,12 @@ from typing import Any
 import aiohttp
 import pytest
 
+from bot.app.serve import serve
+from bot.app.worker import WorkerOptions
 from bot.double.server import GitHubDouble
 from bot.secrets import Secret
-from bot.serve import serve
 from bot.settings import Database, PostgresDatabase, Settings
 from bot.store import store_for
-from bot.worker import WorkerOptions
 from tests.apphelpers import examples, new_secret, wait_until, webhook_headers
 
 pytest_plugins = ["tests.ghdouble.fixtures"]

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from bot.cli import main
+from bot.cli.main import main
 from bot.store import JobState, SqliteStore
 from tests.apphelpers import SHA_A, SHA_B, delivery, spec
 

@@ -13,6 +13,7 @@ from typing import Any
 import pytest
 import pytest_asyncio
 
+from bot.app.worker import Worker, WorkerOptions
 from bot.checks.output import could_not_finish
 from bot.double.faults import ServerError
 from bot.double.server import GitHubDouble
@@ -25,7 +26,6 @@ from bot.handlers.pull_requests import PullRequestChecks
 from bot.jobs import JobContext, RetryLater
 from bot.store import SqliteStore
 from bot.store.base import Delivery, Job, JobState, StoreError
-from bot.worker import Worker, WorkerOptions
 from tests.apphelpers import examples, wait_until
 from tests.test_releases import FakeContext, job_from, the_check_run
 

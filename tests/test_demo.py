@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from bot.demo import actions_artifact, npm_tarball, run_demo
+from bot.cli.demo import actions_artifact, npm_tarball, run_demo
 from bot.engine.policy import Policy
 from bot.engine.scan import scan_path
 from bot.settings import Settings

@@ -10,7 +10,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from bot.logging_setup import (
+from bot.ops.logs import (
     MASK,
     configure_logging,
     forget_secrets,

@@ -24,12 +24,12 @@ import aiohttp
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
+from bot.app.serve import serve
+from bot.app.worker import WorkerOptions
 from bot.double.server import GitHubDouble
-from bot.logging_setup import MASK, configure_logging, forget_secrets
+from bot.ops.logs import MASK, configure_logging, forget_secrets
 from bot.secrets import Secret
-from bot.serve import serve
 from bot.settings import Settings
-from bot.worker import WorkerOptions
 from tests.apphelpers import new_secret, wait_until, webhook_headers
 from tests.test_app_flow import REAL, SHA, published_pull_request
 

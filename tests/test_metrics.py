@@ -16,6 +16,9 @@ from aiohttp import web
 from aiohttp.test_utils import TestClient
 from prometheus_client.parser import text_string_to_metric_families
 
+from bot.app.serve import work
+from bot.app.web import make_app
+from bot.app.worker import Worker, WorkerOptions
 from bot.double.faults import ServerError
 from bot.double.helpers import SleepRecorder, make_keypair
 from bot.double.server import GitHubDouble
@@ -23,13 +26,10 @@ from bot.engine.model import ArtifactReport, Finding, Report, Rule, Severity
 from bot.github import GitHubApp, RateLimitTracker, RetryPolicy
 from bot.github.ratelimit import RateLimitState
 from bot.jobs import JobContext
-from bot.metrics import Metrics, conclusion_of, findings_by_rule
+from bot.ops.metrics import Metrics, conclusion_of
 from bot.secrets import Secret
-from bot.serve import work
 from bot.settings import Settings
 from bot.store import Job, JobState, SqliteStore, StoreError
-from bot.web import make_app
-from bot.worker import Worker, WorkerOptions
 from tests.apphelpers import (
     RecordingHandler,
     delivery,
@@ -117,7 +117,7 @@ def test_findings_by_rule_counts_a_report() -> None:
             )
         ]
     )
-    assert findings_by_rule(report) == {"files/forbidden": 2, "sourcemap/map-file": 1}
+    assert report.findings_by_rule() == {"files/forbidden": 2, "sourcemap/map-file": 1}
 
 
 @pytest.mark.parametrize(

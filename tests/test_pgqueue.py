@@ -14,12 +14,8 @@ import procrastinate
 import pytest
 import pytest_asyncio
 
-from bot.commit_locks import CommitLocks, commit_key
-from bot.events import JobKind
-from bot.job_run import WorkerOptions
-from bot.jobs import JobContext
-from bot.metrics import Metrics
-from bot.pgqueue import (
+from bot.app.job_run import WorkerOptions
+from bot.app.pgqueue import (
     QUEUE,
     RETENTION_GC,
     RUN_JOB,
@@ -29,6 +25,10 @@ from bot.pgqueue import (
     install_queue_schema,
     recovery_cron,
 )
+from bot.commit_locks import CommitLocks, commit_key
+from bot.events import JobKind
+from bot.jobs import JobContext
+from bot.ops.metrics import Metrics
 from bot.retention import build_retainer
 from bot.settings import Settings
 from bot.store.base import Job, JobState, StoreError

@@ -18,10 +18,10 @@ from pathlib import Path
 
 import pytest
 
+from bot.cli.progress import ProgressBar, render_line
 from bot.engine.archive import ProgressMeter
 from bot.engine.policy import Policy
 from bot.engine.scan import scan_path
-from bot.progress import ProgressBar, render_line
 
 REAL = Path(__file__).parent / "fixtures" / "real"
 

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from bot.cli import main
+from bot.cli.main import main
 from bot.engine.model import ArtifactReport, Finding, Rule, Severity
 from bot.engine.policy import RetentionRules
 from bot.retention import RetainedRef, RetentionMeta, build_retainer

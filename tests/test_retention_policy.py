@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pytest
 
+from bot.app.serve import _retainer
 from bot.engine.model import ArtifactReport, Finding, Rule, Severity
 from bot.engine.policy import GIB, MIB, RetentionRules
 from bot.events import JobKind
@@ -24,7 +25,6 @@ from bot.retention import (
 )
 from bot.retention.blobs import blob_key, check_digest
 from bot.retention.maintenance import retention_chores
-from bot.serve import _retainer
 from bot.settings import Settings, SettingsError
 from bot.store import Job, JobState, SqliteStore
 from bot.store.base import RetainedFilter, RetainedState

@@ -29,7 +29,7 @@ import obstore
 import pytest
 import pytest_asyncio
 
-from bot.cli import main
+from bot.cli.main import main
 from bot.engine.model import ArtifactReport, Finding, Rule, Severity
 from bot.engine.policy import Policy, RetentionRules
 from bot.engine.scan import scan_path

@@ -15,15 +15,15 @@ import pytest
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 
-from bot.cli import main
+from bot.app.serve import build_handler, serve, work
+from bot.app.worker import WorkerOptions
+from bot.cli.main import main
 from bot.events import JobKind
 from bot.handlers.pull_requests import PullRequestChecks
 from bot.jobs import HandlerByKind, JobHandler
 from bot.secrets import PrivateKey, Secret
-from bot.serve import build_handler, serve, work
 from bot.settings import Settings, SettingsError
 from bot.store import JobState, SqliteStore
-from bot.worker import WorkerOptions
 from tests.apphelpers import (
     RecordingHandler,
     delivery,
@@ -244,7 +244,7 @@ def test_serve_without_app_id_or_app_yml_explains_registration(
     clean_env: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
     # With an app.yml, serve shows the setup page instead (tests/test_setup_page.py).
-    monkeypatch.setattr("bot.setup_page.find_manifest", lambda cwd: None)
+    monkeypatch.setattr("bot.app.setup_page.find_manifest", lambda cwd: None)
     assert main(["serve", "--port", "0"]) == 2
     err = capsys.readouterr().err
     assert "APP_ID is not set" in err and "settings/apps/new" in err and "app.yml" in err

@@ -21,10 +21,10 @@ from pathlib import Path
 import aiohttp
 import pytest
 
+from bot.app.serve import serve
 from bot.double.server import GitHubDouble
-from bot.logging_setup import forget_secrets
+from bot.ops.logs import forget_secrets
 from bot.secrets import PrivateKey
-from bot.serve import serve
 from bot.settings import Settings, read_dotenv
 from tests.apphelpers import wait_until, webhook_headers
 

@@ -19,13 +19,9 @@ import pytest_asyncio
 from aiohttp.test_utils import make_mocked_request
 from yarl import URL
 
-from bot import setup_page
-from bot.double.server import GitHubDouble
-from bot.logging_setup import forget_secrets
-from bot.secrets import PrivateKey, Secret
-from bot.serve import serve
-from bot.settings import Settings, SettingsError, read_dotenv
-from bot.setup_page import (
+from bot.app import setup_page
+from bot.app.serve import serve
+from bot.app.setup_page import (
     CALLBACK_PATH,
     STATE_COOKIE,
     Registration,
@@ -38,6 +34,10 @@ from bot.setup_page import (
     public_url_of,
     save_credentials,
 )
+from bot.double.server import GitHubDouble
+from bot.ops.logs import forget_secrets
+from bot.secrets import PrivateKey, Secret
+from bot.settings import Settings, SettingsError, read_dotenv
 from tests.apphelpers import wait_until, webhook_headers
 
 pytest_plugins = ["tests.ghdouble.fixtures"]

@@ -15,12 +15,12 @@ import pytest_asyncio
 from aiohttp import web
 from aiohttp.test_utils import TestClient
 
+from bot.app.web import MAX_BODY, make_app, signature_matches
 from bot.events import JobSpec
 from bot.secrets import Secret
 from bot.settings import Settings, SettingsError
 from bot.store import SqliteStore, StoreError
 from bot.store.base import Delivery
-from bot.web import MAX_BODY, make_app, signature_matches
 from tests.apphelpers import (
     Example,
     examples,
@@ -388,10 +388,10 @@ async def test_one_log_line_per_delivery(
     secret: str,
     caplog: pytest.LogCaptureFixture,
 ) -> None:
-    with caplog.at_level(logging.INFO, logger="bot.web"):
+    with caplog.at_level(logging.INFO, logger="bot.app.web"):
         await post(client, secret, pull_request_payload(), delivery="log-1")
         await post(client, None, pull_request_payload(), delivery="log-2")
-    lines = [r for r in caplog.records if r.name == "bot.web"]
+    lines = [r for r in caplog.records if r.name == "bot.app.web"]
     assert len(lines) == 2
     first, second = lines
     assert first.getMessage() == "delivery log-1 pull_request.opened: queued (202)"

@@ -14,10 +14,10 @@ from pathlib import Path
 import pytest
 import pytest_asyncio
 
+from bot.app.worker import Worker, WorkerOptions, backoff, is_dead_local_owner, worker_identity
 from bot.jobs import RetryLater
-from bot.logging_setup import forget_secrets, register_secret
+from bot.ops.logs import forget_secrets, register_secret
 from bot.store import Job, JobState, SqliteStore
-from bot.worker import Worker, WorkerOptions, backoff, is_dead_local_owner, worker_identity
 from tests.apphelpers import RecordingHandler, delivery, retry, spec, wait_until
 
 FAST = WorkerOptions(concurrency=2, lease=5, poll_interval=0.05, max_attempts=3, drain_timeout=5)

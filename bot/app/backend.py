@@ -1,9 +1,9 @@
 """The database and the job queue that DATABASE_URL selects, opened and closed together.
 
-- SQLite (the embedded default): the store is also the queue; `bot.worker.Worker` claims jobs
+- SQLite (the embedded default): the store is also the queue; `bot.app.worker.Worker` claims jobs
   with leases, and gc runs beside each worker.
 - PostgreSQL (scale-out): the store keeps the data and procrastinate is the queue
-  (`bot.pgqueue`); jobs are deferred in the transaction that records their delivery, and gc
+  (`bot.app.pgqueue`); jobs are deferred in the transaction that records their delivery, and gc
   is a periodic task that one worker takes.
 
 `serve`, `worker` and `migrate` see only this; the PostgreSQL modules are imported only when
@@ -14,18 +14,18 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Protocol
 
+from bot.app.worker import Worker, WorkerOptions
 from bot.commit_locks import CommitLocks, LocalCommitLocks
 from bot.github import RateLimitGate
 from bot.jobs import JobHandler
-from bot.metrics import Metrics
+from bot.ops.metrics import Metrics
 from bot.retention import Retainer
 from bot.retention.maintenance import GC_INTERVAL
 from bot.settings import PostgresDatabase, Settings
 from bot.store import Store, store_for
-from bot.worker import Worker, WorkerOptions
 
 if TYPE_CHECKING:
-    from bot.pgqueue import PgQueue
+    from bot.app.pgqueue import PgQueue
     from bot.store.postgres import PostgresStore
 
 
@@ -51,7 +51,7 @@ class Backend:
         self._pg_store: PostgresStore | None = None
         self._commit_locks: CommitLocks | None = None
         if isinstance(settings.database, PostgresDatabase):
-            from bot.pgqueue import PgQueue
+            from bot.app.pgqueue import PgQueue
             from bot.store.postgres import PostgresStore
 
             self._queue = PgQueue(self.options)
@@ -115,7 +115,7 @@ class Backend:
     ) -> JobWorker:
         """Return this backend's worker, running `handler` for each job."""
         if self._queue is not None and self._pg_store is not None:
-            from bot.pgqueue import PgWorker
+            from bot.app.pgqueue import PgWorker
 
             return PgWorker(
                 self._queue,

@@ -1,6 +1,6 @@
 """One run of one job, the same whichever queue handed it over.
 
-The embedded queue (`bot.worker`, leases in SQLite) and the scale-out queue (`bot.pgqueue`,
+The embedded queue (`bot.app.worker`, leases in SQLite) and the scale-out queue (`bot.app.pgqueue`,
 procrastinate on PostgreSQL) differ in how a job reaches a worker and how a retry is
 scheduled; what happens once a worker holds a job is here, once: the `started` audit event,
 the handler's run, `RetryLater` turned into a retry with backoff and jitter, the last attempt
@@ -23,11 +23,11 @@ from typing import Any, Final
 
 from bot.commit_locks import CommitLocks
 from bot.jobs import JobHandler, RetryLater
-from bot.logging_setup import log_context, mask_secrets
-from bot.metrics import Metrics
+from bot.ops.logs import log_context, mask_secrets
+from bot.ops.metrics import Metrics
 from bot.store.base import Job, JobState, LeaseLost, Store, StoreError
 
-log = logging.getLogger("bot.worker")
+log = logging.getLogger("bot.app.worker")
 
 PROCESS_TOKEN: Final = secrets.token_hex(4)
 

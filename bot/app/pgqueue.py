@@ -39,11 +39,11 @@ from procrastinate import exceptions as procrastinate_errors
 from procrastinate.retry import BaseRetryStrategy, RetryDecision
 from procrastinate.schema import SchemaManager
 
+from bot.app.job_run import JobRun, WorkerOptions, worker_identity
 from bot.commit_locks import CommitLocks
-from bot.job_run import JobRun, WorkerOptions, worker_identity
 from bot.jobs import JobHandler
-from bot.logging_setup import mask_secrets
-from bot.metrics import Metrics
+from bot.ops.logs import mask_secrets
+from bot.ops.metrics import Metrics
 from bot.retention import Retainer
 from bot.retention.maintenance import collect_and_report
 from bot.store.base import Job, StoreError
@@ -194,7 +194,7 @@ class PgQueue:
 class PgWorker:
     """Runs release-guard's procrastinate tasks in this process until `stop()`.
 
-    The same interface as the embedded `bot.worker.Worker` (`run`, `stop`, `notify`), so
+    The same interface as the embedded `bot.app.worker.Worker` (`run`, `stop`, `notify`), so
     `serve` and `worker` run either.
     """
 

@@ -25,7 +25,10 @@ import aiohttp
 from aiohttp import web
 
 from bot import __version__
-from bot.backend import Backend, JobWorker
+from bot.app.backend import Backend, JobWorker
+from bot.app.setup_page import CREDENTIAL_KEYS, run_setup
+from bot.app.web import make_app
+from bot.app.worker import WorkerOptions
 from bot.commit_locks import CommitLocks
 from bot.events import JobKind
 from bot.github import GitHubApp, RateLimitGate, RateLimitTracker
@@ -34,16 +37,13 @@ from bot.handlers.deployments import DeploymentGates
 from bot.handlers.pull_requests import PullRequestChecks
 from bot.handlers.releases import ReleaseChecks
 from bot.jobs import HandlerByKind, JobHandler
-from bot.logging_setup import configure_logging
-from bot.metrics import Metrics
+from bot.ops.logs import configure_logging
+from bot.ops.metrics import Metrics
 from bot.retention import Retainer, build_retainer
 from bot.retention.maintenance import retention_chores
 from bot.settings import Settings, SettingsError, is_loopback
-from bot.setup_page import CREDENTIAL_KEYS, run_setup
 from bot.store import Store, StoreError
 from bot.store.base import RetentionIndex
-from bot.web import make_app
-from bot.worker import WorkerOptions
 
 log = logging.getLogger(__name__)
 
@@ -192,7 +192,7 @@ async def serve(
 ) -> None:
     """Serve webhooks (and run jobs unless `with_worker` is False) until `stop` or a signal.
 
-    Without APP_ID, first serve the setup page (`bot.setup_page`) on the same address until
+    Without APP_ID, first serve the setup page (`bot.app.setup_page`) on the same address until
     the App is registered, then go on with the credentials it saved.
     """
     stop = stop or asyncio.Event()

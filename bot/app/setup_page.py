@@ -44,7 +44,7 @@ import yaml
 from aiohttp import web
 
 from bot import __version__
-from bot.logging_setup import register_secret
+from bot.ops.logs import register_secret
 from bot.secrets import PrivateKey, Secret
 from bot.settings import REGISTER_HELP, Settings, SettingsError
 
@@ -92,7 +92,7 @@ class Registration:
 
 def find_manifest(cwd: Path) -> Path | None:
     """Return the `app.yml` to register: the working directory's, else the source checkout's."""
-    for candidate in (cwd / MANIFEST_FILE, Path(__file__).resolve().parents[1] / MANIFEST_FILE):
+    for candidate in (cwd / MANIFEST_FILE, Path(__file__).resolve().parents[2] / MANIFEST_FILE):
         if candidate.is_file():
             return candidate
     return None

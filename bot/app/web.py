@@ -21,8 +21,8 @@ import orjson
 from aiohttp import web
 
 from bot.events import MalformedPayload, route
-from bot.logging_setup import log_context
-from bot.metrics import Metrics
+from bot.ops.logs import log_context
+from bot.ops.metrics import Metrics
 from bot.settings import Settings, SettingsError
 from bot.store.base import Delivery, Store, StoreError
 

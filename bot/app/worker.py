@@ -18,10 +18,10 @@ import os
 import random
 import socket
 
+from bot.app.job_run import PROCESS_TOKEN, JobRun, WorkerOptions, backoff, worker_identity
 from bot.commit_locks import CommitLocks
-from bot.job_run import PROCESS_TOKEN, JobRun, WorkerOptions, backoff, worker_identity
 from bot.jobs import JobHandler
-from bot.metrics import Metrics
+from bot.ops.metrics import Metrics
 from bot.store.base import Job, JobState, Store, StoreError
 
 __all__ = ["Worker", "WorkerOptions", "backoff", "is_dead_local_owner", "worker_identity"]

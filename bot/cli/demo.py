@@ -37,8 +37,8 @@ from typing import Any, TextIO
 
 import aiohttp
 
+from bot.app.worker import WorkerOptions
 from bot.settings import Settings
-from bot.worker import WorkerOptions
 
 REPOSITORY = "demo-org/leaky-cli"
 MAINTAINER = "mona"
@@ -171,10 +171,10 @@ async def _wait(predicate: Callable[[], bool], what: str) -> None:
 
 async def run_demo(settings: Settings, out: TextIO) -> int:
     """Play the scenario; return 0 when every step ended as designed."""
+    from bot.app.serve import serve
     from bot.double.helpers import make_keypair
     from bot.double.server import GitHubDouble
     from bot.secrets import Secret
-    from bot.serve import serve
 
     private_key, public_key = make_keypair()
     double = GitHubDouble(private_key=private_key, public_key=public_key)

@@ -9,11 +9,11 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from bot import __version__
+from bot.cli.progress import ProgressBar
 from bot.engine.model import Report, Severity
 from bot.engine.policy import Policy
 from bot.engine.scan import scan_path
 from bot.errors import ConfigError, InputError
-from bot.progress import ProgressBar
 from bot.report import FORMATS, render
 
 EXIT_OK = 0
@@ -57,10 +57,10 @@ def build_parser(*, app_commands: bool = True) -> argparse.ArgumentParser:
     scan.add_argument("--output", type=Path, metavar="FILE", help="write the report to FILE")
     scan.set_defaults(handler=run_scan)
     if app_commands:
-        from bot.demo import add_demo_command
-        from bot.jobs_cli import add_jobs_commands
-        from bot.retention_cli import add_retained_commands
-        from bot.serve import add_serve_commands
+        from bot.app.serve import add_serve_commands
+        from bot.cli.demo import add_demo_command
+        from bot.cli.jobs import add_jobs_commands
+        from bot.cli.retained import add_retained_commands
 
         add_serve_commands(commands)
         add_jobs_commands(commands)

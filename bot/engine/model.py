@@ -141,6 +141,13 @@ class Report:
             counts[f.severity.value] += 1
         return counts
 
+    def findings_by_rule(self) -> dict[str, int]:
+        """Count the findings per rule id (what a handler passes in its reporting audit)."""
+        counts: dict[str, int] = {}
+        for finding in self.findings:
+            counts[finding.rule.value] = counts.get(finding.rule.value, 0) + 1
+        return counts
+
     @property
     def conclusion(self) -> Conclusion:
         if any(f.severity is Severity.ERROR for f in self.findings):

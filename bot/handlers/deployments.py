@@ -49,7 +49,6 @@ from bot.handlers.reporting import (
 )
 from bot.handlers.retaining import scan_and_keep
 from bot.jobs import JobContext
-from bot.metrics import findings_by_rule
 from bot.retention import Retainer
 from bot.store.base import Job
 
@@ -394,7 +393,7 @@ class DeploymentGates:
             f"{update.conclusion}: {update.output.title}",
             summary=report.summary,
             annotations=len(update.annotations),
-            findings_by_rule=findings_by_rule(report),
+            findings_by_rule=report.findings_by_rule(),
         )
         return _Decision(state, comment, update)
 

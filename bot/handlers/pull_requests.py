@@ -42,7 +42,6 @@ from bot.handlers.repo_config import CONFIG_PATH, RepoConfig, load_repo_config
 from bot.handlers.reporting import hint_files, shown_runs, unscanned, with_lead
 from bot.handlers.retaining import scan_and_keep
 from bot.jobs import JobContext, RetryLater
-from bot.metrics import findings_by_rule
 from bot.retention import Retainer
 from bot.store.base import Job
 
@@ -240,7 +239,7 @@ class PullRequestChecks:
             f"{update.conclusion}: {update.output.title}",
             summary=report.summary,
             annotations=len(update.annotations),
-            findings_by_rule=findings_by_rule(report),
+            findings_by_rule=report.findings_by_rule(),
         )
         await publish(gh, repository, check_run_id, update, actions=(RESCAN_BUTTON,))
         return f"{update.conclusion}: {update.output.title}"

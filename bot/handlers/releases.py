@@ -62,7 +62,6 @@ from bot.handlers.reporting import (
 )
 from bot.handlers.retaining import Keeper, scan_progress
 from bot.jobs import JobContext, RetryLater
-from bot.metrics import findings_by_rule
 from bot.retention import Retainer
 from bot.store.base import Job
 
@@ -501,7 +500,7 @@ class ReleaseChecks:
             f"{update.conclusion}: {update.output.title}",
             summary=report.summary,
             annotations=len(update.annotations),
-            findings_by_rule=findings_by_rule(report),
+            findings_by_rule=report.findings_by_rule(),
         )
         await publish(gh, repository, check_run_id, update)
         return f"{update.conclusion}: {update.output.title}"

@@ -26,7 +26,7 @@ from prometheus_client import (
 )
 
 from bot import __version__
-from bot.engine.model import Report, Rule
+from bot.engine.model import Rule
 from bot.github.ratelimit import RateLimitState
 from bot.store.base import JobState
 
@@ -35,21 +35,13 @@ log = logging.getLogger(__name__)
 CONTENT_TYPE: Final = "text/plain; version=0.0.4; charset=utf-8"
 """The classic text format, which every Prometheus version scrapes (what `render` writes)."""
 FINDINGS_KEY: Final = "findings_by_rule"
-"""The audit-data key under which a job's report step passes `findings_by_rule(report)`."""
+"""The audit-data key under which a job's report step passes `report.findings_by_rule()`."""
 
 _RULES: Final = frozenset(rule.value for rule in Rule)
 _TRUSTED_OUTCOMES: Final = frozenset({"queued", "duplicate", "ignored", "unavailable"})
 _CONCLUSION = re.compile(r"(success|failure|neutral|cancelled|skipped|timed_out|action_required)\b")
 _STAGE = re.compile(r"[a-z][a-z0-9_]{0,39}")
 _DURATION_BUCKETS: Final = (0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300, 600, 1800)
-
-
-def findings_by_rule(report: Report) -> dict[str, int]:
-    """Count a report's findings per rule id (what a handler passes in its reporting audit)."""
-    counts: dict[str, int] = {}
-    for finding in report.findings:
-        counts[finding.rule.value] = counts.get(finding.rule.value, 0) + 1
-    return counts
 
 
 def conclusion_of(summary: str | None) -> str:

@@ -12,7 +12,7 @@ Tables are named without a schema, so they land in the first schema of the conne
 
 `migrate` applies the missing migrations in one transaction under a transaction-level advisory
 lock: processes starting together on an empty database take turns, and the later ones find
-the schema current. The job queue (procrastinate, `bot.pgqueue`) installs its own schema
+the schema current. The job queue (procrastinate, `bot.app.pgqueue`) installs its own schema
 under the same lock, `MIGRATION_LOCK_KEY`.
 """
 

@@ -4,7 +4,7 @@ The same semantics as the SQLite store (`bot.store.sqlite`), which is the refere
 differs is how they are obtained:
 
 - One `psycopg_pool.AsyncConnectionPool` per process, opened by `open()` (which first
-  migrates the schema, `bot.store.pg_schema`). The job queue (procrastinate, `bot.pgqueue`)
+  migrates the schema, `bot.store.pg_schema`). The job queue (procrastinate, `bot.app.pgqueue`)
   runs on the same pool, exposed as `pool`. Pool connections are in autocommit mode: a
   single statement is its own transaction, several are grouped with `conn.transaction()`.
   The pool checks a connection before lending it (one empty query), so a connection the

@@ -1,0 +1,1 @@
+"""The command line: `release-guard` and its subcommands (`scan`, `jobs`, `retained`, `demo`, …)."""

@@ -1,0 +1,1 @@
+"""Operations: metrics for `GET /metrics` and structured, secret-free logs."""
