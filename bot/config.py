@@ -15,6 +15,10 @@ deny_exceptions:                   # exact paths (or folders ending in /) exempt
 rules:                       # each rule's severity: error | warning | notice | off
   sourcemap/map-file: error
   sourcemap/reference: off
+  secrets/google-api-key: warning
+secrets:
+  allow:                     # fingerprints of secrets accepted as test fixtures
+    - "sha256:0123456789abcdef"   # as a secrets/* finding shows it
 limits:                      # archive safety limits (archive/limit)
   max_depth: 4               # nested archives (1..16)
   max_entries: 100000        # entries per artifact (1..1000000)
@@ -44,11 +48,14 @@ retention:                   # failing artifacts the App keeps (defaults: RETENT
   deny list does not match is an error (a typo, or a blanket waiver such as `package/`).
 - Sizes are integers (bytes) or strings with a unit: B, KiB, MiB, GiB, TiB (powers of 1024)
   or KB, MB, GB, TB (powers of 1000). Every limit must be at least 1 and at most its ceiling.
+- `secrets.allow` lists fingerprints, `sha256:` and the 16 hex digits a `secrets/*` finding
+  shows (a longer hex digest is cut to 16); those secrets are not reported. Fingerprints name
+  one exact value: a fixture accepted here does not hide any other secret.
 - Layering: an organisation's defaults (its `.github` repository) can be the `base` of a
-  repository file. The repository's `artifacts` are tried before the base's, `deny` and
-  `deny_exceptions` extend the base's, and each `rules` and `limits` entry overrides the
-  base's value (severities can be raised or lowered); so does each `release` and `comments`
-  entry.
+  repository file. The repository's `artifacts` are tried before the base's, `deny`,
+  `deny_exceptions` and `secrets.allow` extend the base's, and each `rules` and `limits`
+  entry overrides the base's value (severities can be raised or lowered); so does each
+  `release` and `comments` entry.
 
 Every error is a `ConfigError` naming the file, the 1-based line and what was expected.
 Adding a section means writing one `_parse_*` function and one `_SECTIONS` entry.
@@ -186,6 +193,8 @@ class ConfigLayer:
     """The `comments` entries the file sets (CommentSettings field names)."""
     retention: Mapping[str, Any] = field(default_factory=lambda: MappingProxyType({}))
     """The `retention` entries the file sets (RetentionRules field names)."""
+    secret_allow: tuple[str, ...] = ()
+    """The `secrets.allow` fingerprints the file lists, normalised."""
 
     def apply(self, base: Policy | None = None) -> Policy:
         """This layer over `base`: artifacts first, lists extended, scalars overridden."""
@@ -199,6 +208,7 @@ class ConfigLayer:
             deny=_extend(base.deny, self.deny),
             deny_exceptions=_extend(base.deny_exceptions, self.deny_exceptions),
             limits=limits,
+            secret_allow=base.secret_allow | frozenset(self.secret_allow),
             release=dataclasses.replace(base.release, **self.release),
             comments=dataclasses.replace(base.comments, **self.comments),
             retention=(
@@ -411,6 +421,7 @@ class _Draft:
     release: dict[str, Any] = field(default_factory=dict)
     comments: dict[str, Any] = field(default_factory=dict)
     retention: dict[str, Any] = field(default_factory=dict)
+    secret_allow: list[str] = field(default_factory=list)
 
     def freeze(self) -> ConfigLayer:
         return ConfigLayer(
@@ -424,6 +435,7 @@ class _Draft:
             release=MappingProxyType(dict(self.release)),
             comments=MappingProxyType(dict(self.comments)),
             retention=MappingProxyType(dict(self.retention)),
+            secret_allow=tuple(dict.fromkeys(self.secret_allow)),
         )
 
 
@@ -746,6 +758,29 @@ def _parse_retention(draft: _Draft, node: Node) -> None:
             _unknown_key(ctx, key_node, key, "retention", _RETENTION_KEYS)
 
 
+_SECRETS_KEYS = ["allow"]
+_FINGERPRINT_RE = re.compile(r"(?:sha256:)?([0-9a-f]{16,64})")
+
+
+def _parse_secrets(draft: _Draft, node: Node) -> None:
+    ctx = draft.ctx
+    for key, key_node, value in _items(ctx, node, "secrets", "a mapping (allow)"):
+        if key != "allow":
+            _unknown_key(ctx, key_node, key, "secrets", _SECRETS_KEYS)
+        items = _sequence(ctx, value, "secrets.allow", "a list of fingerprints")
+        for index, item in enumerate(items):
+            where = f"secrets.allow[{index}]"
+            text = _string(ctx, item, where).strip().lower()
+            match = _FINGERPRINT_RE.fullmatch(text)
+            if match is None:
+                ctx.fail(
+                    item,
+                    f"{where} must be a fingerprint as a secrets/* finding shows it: "
+                    "'sha256:' and 16 hex digits (such as 'sha256:0123456789abcdef')",
+                )
+            draft.secret_allow.append("sha256:" + match.group(1)[:16])
+
+
 _SECTIONS: Mapping[str, Callable[[_Draft, Node], None]] = MappingProxyType(
     {
         "artifacts": _parse_artifacts,
@@ -756,6 +791,7 @@ _SECTIONS: Mapping[str, Callable[[_Draft, Node], None]] = MappingProxyType(
         "release": _parse_release,
         "comments": _parse_comments,
         "retention": _parse_retention,
+        "secrets": _parse_secrets,
     }
 )
 """Top-level sections and their parsers; a new section is one more entry."""

@@ -419,7 +419,7 @@ def test_unknown_top_level_key_lists_every_section() -> None:
     exc = error("commands: {}\n")
     assert exc.detail.endswith(
         "expected one of: artifacts, deny, deny_exceptions, rules, limits, release, comments, "
-        "retention"
+        "retention, secrets"
     )
 
 

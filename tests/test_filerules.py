@@ -81,6 +81,20 @@ DENIED = {
     "home/user/.aws/credentials": "**/.aws/credentials",
     ".docker/config.json": "**/.docker/config.json",
     "ci/.kube/config": "**/.kube/config",
+    "deploy/kubeconfig": "kubeconfig",
+    "clusters/prod.kubeconfig": "*.kubeconfig",
+    ".dockercfg": ".dockercfg",
+    ".config/gcloud/application_default_credentials.json": "**/.config/gcloud/",
+    "ci/application_default_credentials.json": "application_default_credentials.json",
+    "client_secret_1234-abc.apps.googleusercontent.com.json": (
+        "client_secret*.apps.googleusercontent.com.json"
+    ),
+    "home/.azure/msal_token_cache.json": "**/.azure/",
+    ".boto": ".boto",
+    ".vault-token": ".vault-token",
+    "home/.config/gh/hosts.yml": "**/.config/gh/hosts.yml",
+    "home/.composer/auth.json": "**/.composer/auth.json",
+    ".config/composer/auth.json": "**/.config/composer/auth.json",
     ".cargo/credentials.toml": "**/.cargo/credentials.toml",
     "infra/terraform.tfstate": "*.tfstate",
     "infra/terraform.tfstate.backup": "*.tfstate.backup",
@@ -123,6 +137,10 @@ HARMLESS = [
     "package/dist/index.js.map",
     ".history",
     "terraform/main.tf",
+    "public/locales/en/auth.json",
+    "src/routes/auth.json",
+    "gcloud/README.md",
+    "docs/kubeconfig.md",
 ]
 
 
@@ -139,6 +157,14 @@ def test_builtin_deny_list_matches_at_any_depth_and_inside_nested_archives(
 ) -> None:
     nested = entry(f"deep/er/{inner}", outer="pkg-1.0.0.tgz!/")
     assert len(forbidden(Policy(), nested)) == 1
+
+
+@pytest.mark.parametrize("inner", ["auth.json", "package/auth.json"])
+def test_composer_auth_json_is_forbidden_at_a_package_root_only(inner: str) -> None:
+    """Composer reads `auth.json` beside `composer.json`; deeper, the name is a locale file."""
+    [obs] = forbidden(Policy(), entry(inner))
+    assert "credential file" in obs.message
+    assert forbidden(Policy(), entry(f"src/{inner}")) == []
 
 
 @pytest.mark.parametrize("inner", HARMLESS)

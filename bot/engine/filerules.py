@@ -99,10 +99,13 @@ BUILTIN_DENY: tuple[DenyGroup, ...] = (
             "*.kdbx",
         ),
     ),
-    # Credential files of package registries (npm, PyPI, RubyGems, crates.io), of HTTP/git
-    # clients (netrc, git's credential store), of clouds and cluster tools (AWS, Docker,
-    # Kubernetes, s3cmd, Terraform CLI and state), of databases (PostgreSQL, MySQL) and web
-    # servers (htpasswd). Names with a folder match that folder at any depth.
+    # Credential files of package registries (npm, PyPI, RubyGems, crates.io, Composer), of
+    # HTTP/git clients (netrc, git's credential store), of clouds and cluster tools (AWS,
+    # Google Cloud, Azure, Docker, Kubernetes, s3cmd, gsutil, Vault, Terraform CLI and state),
+    # of the GitHub CLI, of databases (PostgreSQL, MySQL) and web servers (htpasswd). Names
+    # with a folder match that folder at any depth. Composer's `auth.json` is matched only at
+    # a package's root (`auth.json`, `package/auth.json`), where Composer reads it: the same
+    # name is common for translation files deeper down (`locales/en/auth.json`).
     DenyGroup(
         title="credential file",
         reason=(
@@ -112,12 +115,26 @@ BUILTIN_DENY: tuple[DenyGroup, ...] = (
         patterns=(
             ".npmrc",
             ".pypirc",
+            "/auth.json",
+            "/package/auth.json",
+            "**/.composer/auth.json",
+            "**/.config/composer/auth.json",
             ".netrc",
             "_netrc",
             ".git-credentials",
             "**/.aws/credentials",
             "**/.docker/config.json",
+            ".dockercfg",
             "**/.kube/config",
+            "kubeconfig",
+            "*.kubeconfig",
+            "application_default_credentials.json",
+            "**/.config/gcloud/",
+            "client_secret*.apps.googleusercontent.com.json",
+            "**/.azure/",
+            ".boto",
+            ".vault-token",
+            "**/.config/gh/hosts.yml",
             "**/.gem/credentials",
             "**/.cargo/credentials",
             "**/.cargo/credentials.toml",

@@ -36,6 +36,24 @@ class Rule(StrEnum):
     FORBIDDEN = "files/forbidden"
     ARCHIVE_LIMIT = "archive/limit"
     UNSAFE_PATH = "archive/unsafe-path"
+    SECRET_GITHUB = "secrets/github-token"
+    SECRET_NPM = "secrets/npm-token"
+    SECRET_AWS = "secrets/aws-access-key"
+    SECRET_PRIVATE_KEY = "secrets/private-key"
+    SECRET_SLACK = "secrets/slack-token"
+    SECRET_STRIPE = "secrets/stripe-key"
+    SECRET_GOOGLE = "secrets/google-api-key"
+    SECRET_OPENAI = "secrets/openai-key"
+    SECRET_ANTHROPIC = "secrets/anthropic-key"
+    SECRET_GITLAB = "secrets/gitlab-token"
+    SECRET_PYPI = "secrets/pypi-token"
+    SECRET_SENDGRID = "secrets/sendgrid-key"
+    SECRET_SHOPIFY = "secrets/shopify-token"
+    SECRET_HUGGINGFACE = "secrets/huggingface-token"
+
+    @property
+    def is_secret(self) -> bool:
+        return self.value.startswith("secrets/")
 
 
 DEFAULT_SEVERITY: dict[Rule, Severity] = {
@@ -49,6 +67,7 @@ DEFAULT_SEVERITY: dict[Rule, Severity] = {
     Rule.FORBIDDEN: Severity.ERROR,
     Rule.ARCHIVE_LIMIT: Severity.ERROR,
     Rule.UNSAFE_PATH: Severity.ERROR,
+    **{rule: Severity.ERROR for rule in Rule if rule.is_secret},
 }
 
 RULE_SUMMARY: dict[Rule, str] = {
@@ -64,6 +83,20 @@ RULE_SUMMARY: dict[Rule, str] = {
         "A safety limit was reached or the archive could not be read: fails closed."
     ),
     Rule.UNSAFE_PATH: "An absolute, parent-traversing, duplicate, device or link entry.",
+    Rule.SECRET_GITHUB: "A GitHub token (ghp_, gho_, ghu_, ghs_, ghr_, github_pat_) in a file.",
+    Rule.SECRET_NPM: "An npm access token (npm_) in a file.",
+    Rule.SECRET_AWS: "An AWS access key id with its secret access key in a file.",
+    Rule.SECRET_PRIVATE_KEY: "A PEM or OpenSSH private key block in a file.",
+    Rule.SECRET_SLACK: "A Slack token or incoming webhook URL in a file.",
+    Rule.SECRET_STRIPE: "A Stripe live secret or restricted key in a file.",
+    Rule.SECRET_GOOGLE: "A Google API key or OAuth client secret in a file.",
+    Rule.SECRET_OPENAI: "An OpenAI API key in a file.",
+    Rule.SECRET_ANTHROPIC: "An Anthropic API key in a file.",
+    Rule.SECRET_GITLAB: "A GitLab token (glpat-, gldt-, glrt-) in a file.",
+    Rule.SECRET_PYPI: "A PyPI API token in a file.",
+    Rule.SECRET_SENDGRID: "A SendGrid API key in a file.",
+    Rule.SECRET_SHOPIFY: "A Shopify access token or shared secret in a file.",
+    Rule.SECRET_HUGGINGFACE: "A Hugging Face access token in a file.",
 }
 
 
@@ -79,6 +112,9 @@ class Observation:
     path: str
     message: str
     line: int | None = None
+    ceiling: Severity | None = None
+    """The most severe the finding may be, whatever the rule's severity (a documented example
+    secret is at most a notice); None leaves the rule's severity."""
 
 
 @dataclass(frozen=True, slots=True)

@@ -120,6 +120,9 @@ class Policy:
     """Paths the config explicitly exempts from the deny list: exact inner or logical paths
     without wildcards, or folders ending with `/` (see `bot.engine.filerules`)."""
     limits: ArchiveLimits = field(default_factory=ArchiveLimits)
+    secret_allow: frozenset[str] = frozenset()
+    """Fingerprints (`sha256:` and 16 hex digits) of secrets accepted as test fixtures: the
+    `secrets/*` rules skip them (config `secrets.allow`)."""
     retention: RetentionRules | None = None
     """The repository's retention settings, when its config has a `retention:` section."""
     release: ReleaseSettings = field(default_factory=ReleaseSettings)

@@ -19,19 +19,23 @@ from bot.engine.archive import ArtifactWalk, Progress, ProgressMeter
 from bot.engine.filerules import FileRules
 from bot.engine.model import (
     ArtifactReport,
+    ByteStream,
     Entry,
     EntryKind,
     Finding,
     Observation,
     Rule,
+    Severity,
 )
 from bot.engine.policy import Policy
+from bot.engine.secrets_scan import SecretScanner, redact
 from bot.engine.sourcemaps import MapReference, check_code_stream, check_map_stream
 from bot.errors import InputError, LimitReached
 
 MAP_SUFFIXES = (".map",)
 CODE_SUFFIXES = (".js", ".mjs", ".cjs", ".css")
 _HASH_CHUNK = 1 << 20
+_READ_CHUNK = 1 << 20
 
 
 @dataclass(slots=True)
@@ -164,27 +168,75 @@ def _walk_and_check(walk: ArtifactWalk, *, policy: Policy, artifact_name: str) -
         collected.observations.extend(file_rules.check(item))
         if item.kind is EntryKind.FILE:
             collected.file_paths.add(item.logical_path)
-            _check_content(item, collected)
+            _check_content(item, collected, policy)
     return collected
 
 
-def _check_content(entry: Entry, collected: _ArtifactScan) -> None:
-    """Feed a member's bytes to the check its name calls for; others are not read at all."""
+class _SecretTap:
+    """A member's stream that shows every byte read to the secret scanner on the way.
+
+    Every file is read whole through it: the name-based checks read what they need, then
+    `drain` reads the rest, so each byte is decompressed and searched exactly once.
+    """
+
+    def __init__(self, stream: ByteStream, scanner: SecretScanner) -> None:
+        self._stream = stream
+        self._scanner = scanner
+
+    def read(self, size: int = -1, /) -> bytes:
+        data = self._stream.read(size)
+        self._scanner.feed(data)
+        return data
+
+    def drain(self) -> None:
+        while self.read(_READ_CHUNK):
+            pass
+
+
+class _InlineMapSecrets:
+    """Secret scanners for the decoded inline `data:` maps of one code file, one per pragma."""
+
+    def __init__(self, path: str, allow: frozenset[str]) -> None:
+        self._path = path
+        self._allow = allow
+        self._scanners: dict[int | None, SecretScanner] = {}
+
+    def feed(self, line: int | None, data: bytes) -> None:
+        scanner = self._scanners.get(line)
+        if scanner is None:
+            where = " (in the decoded inline source map of this line)"
+            scanner = SecretScanner(self._path, self._allow, line=line, where=where)
+            self._scanners[line] = scanner
+        scanner.feed(data)
+
+    def close(self) -> list[Observation]:
+        return [obs for scanner in self._scanners.values() for obs in scanner.close()]
+
+
+def _check_content(entry: Entry, collected: _ArtifactScan, policy: Policy) -> None:
+    """Feed a member's bytes to the check its name calls for, and all of them to `secrets/*`."""
     if entry.stream is None:
         return
     lowered = entry.inner_path.lower()
+    secrets = SecretScanner(entry.path, policy.secret_allow)
+    inline = _InlineMapSecrets(entry.path, policy.secret_allow)
+    tap = _SecretTap(entry.stream, secrets)
     try:
         if lowered.endswith(MAP_SUFFIXES):
-            collected.observations.extend(check_map_stream(entry.stream, path=entry.path))
+            collected.observations.extend(check_map_stream(tap, path=entry.path))
         elif lowered.endswith(CODE_SUFFIXES):
-            code = check_code_stream(entry.stream, path=entry.path)
+            code = check_code_stream(tap, path=entry.path, inline_tap=inline.feed)
             collected.observations.extend(code.observations)
             collected.references.extend(
                 _PendingReference(entry.path, entry.logical_path, ref) for ref in code.references
             )
+        tap.drain()
     except LimitReached:
-        # The walker saw the limit too and reports it as archive/limit when it resumes.
-        return
+        # The walker saw the limit too and reports it as archive/limit when it resumes; what
+        # was read before it is still searched for secrets (below).
+        pass
+    collected.observations.extend(secrets.close())
+    collected.observations.extend(inline.close())
 
 
 def resolve_reference(logical_path: str, url: str) -> str | None:
@@ -228,19 +280,25 @@ def _judge_references(collected: _ArtifactScan) -> list[Observation]:
     return observations
 
 
+_RANK = {Severity.NOTICE: 1, Severity.WARNING: 2, Severity.ERROR: 3}
+
+
 def apply_policy(observations: list[Observation], policy: Policy) -> list[Finding]:
-    """Give each observation its rule's severity; drop those whose rule is off."""
+    """Give each observation its rule's severity (at most its ceiling); drop those whose rule
+    is off. Every path and message passes `redact`, so no secret reaches a report whole."""
     findings = []
     for obs in observations:
         severity = policy.severity(obs.rule)
         if severity is None:
             continue
+        if obs.ceiling is not None and _RANK[obs.ceiling] < _RANK[severity]:
+            severity = obs.ceiling
         findings.append(
             Finding(
                 rule=obs.rule,
                 severity=severity,
-                path=obs.path,
-                message=obs.message,
+                path=redact(obs.path),
+                message=redact(obs.message),
                 line=obs.line,
             )
         )

@@ -34,7 +34,7 @@ from __future__ import annotations
 import binascii
 import json
 import re
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from enum import IntEnum
 from typing import Any
@@ -149,15 +149,23 @@ def check_map_stream(stream: ByteStream, *, path: str) -> list[Observation]:
     return map_observations(verdict, path=path, line=None, standalone=True)
 
 
-def check_code_stream(stream: ByteStream, *, path: str) -> CodeCheck:
+InlineTap = Callable[[int | None, bytes], None]
+"""Told `(pragma line, decoded bytes)` of each inline `data:` map as it is decoded."""
+
+
+def check_code_stream(
+    stream: ByteStream, *, path: str, inline_tap: InlineTap | None = None
+) -> CodeCheck:
     """Find `sourceMappingURL` pragmas in a JS/CSS file read from `stream`.
 
     Inline `data:` maps are decoded and scanned as they stream by (observations on `path`
     at the pragma's line); external URLs are returned as references. `sourcemap.discover`
     is not used: it needs the whole text, looks only at the first and last five lines and
     knows only `//` pragmas, while a pragma can sit anywhere and CSS uses `/*# … */`.
+    `inline_tap`, when given, also receives the decoded bytes of every inline map (the
+    secret search reads a map's `sourcesContent` there, base64 hides it in the file itself).
     """
-    scanner = _CodeScanner(path)
+    scanner = _CodeScanner(path, inline_tap)
     while not scanner.done:
         chunk = stream.read(CHUNK_SIZE)
         if not chunk:
@@ -1185,8 +1193,9 @@ def _valid_base64_prefix(piece: bytes) -> tuple[int, tuple[str, int] | None]:
 class _InlineMap:
     """The payload of a `data:` URL, decoded as it streams by and fed to a map check."""
 
-    def __init__(self, header: bytes) -> None:
+    def __init__(self, header: bytes, tap: Callable[[bytes], None] | None = None) -> None:
         params = [p.strip().lower() for p in header.split(b";")]
+        self._tap = tap
         self.media_type = params[0].decode("ascii", "replace") or "text/plain"
         self.base64 = b"base64" in params[1:]
         self.check = _MapCheck()
@@ -1216,7 +1225,12 @@ class _InlineMap:
         else:
             cut = data.rfind(b"%", max(0, len(data) - 2))
             self._carry = data[cut:] if cut >= 0 else b""
-            self.check.feed(unquote_to_bytes(data[:cut] if cut >= 0 else data))
+            self._decoded(unquote_to_bytes(data[:cut] if cut >= 0 else data))
+
+    def _decoded(self, data: bytes) -> None:
+        self.check.feed(data)
+        if self._tap is not None:
+            self._tap(data)
 
     def _decode_base64(self, piece: bytes, start: int) -> None:
         """Decode whole 4-byte groups, strictly; what precedes an error is still scanned."""
@@ -1227,7 +1241,7 @@ class _InlineMap:
             return
         valid, problem = _valid_base64_prefix(piece)
         if valid:
-            self.check.feed(binascii.a2b_base64(piece[:valid]))
+            self._decoded(binascii.a2b_base64(piece[:valid]))
         if problem is not None:
             self._fail(problem[0], start + problem[1])
         elif piece.endswith(b"="):
@@ -1250,7 +1264,7 @@ class _InlineMap:
         if self._error is None and not self.check.done and carry:
             start = self.encoded - len(carry)
             if not self.base64:
-                self.check.feed(unquote_to_bytes(carry))
+                self._decoded(unquote_to_bytes(carry))
             elif len(carry) % 4 == 1:
                 self._fail("a truncated last group", start)
             else:
@@ -1265,8 +1279,9 @@ class _InlineMap:
 class _CodeScanner:
     """Streams a JS/CSS file looking for `sourceMappingURL` pragmas."""
 
-    def __init__(self, path: str) -> None:
+    def __init__(self, path: str, inline_tap: InlineTap | None = None) -> None:
         self.path = path
+        self._inline_tap = inline_tap
         self._result = CodeCheck()
         self._tail = b""
         self._line = 1  # the line at `_line_pos` of the current buffer
@@ -1387,7 +1402,12 @@ class _CodeScanner:
         if comma >= 0:
             self._past_url(comma)
             self._header += b[i:comma]
-            self._inline = _InlineMap(bytes(self._header))
+            tap = self._inline_tap
+            line = self._pragma_line
+            self._inline = _InlineMap(
+                bytes(self._header),
+                None if tap is None else (lambda data: tap(line, data)),
+            )
             self._mode = _Mode.DATA_PAYLOAD
             return comma + 1
         if end >= 0 and end - i <= room and b[end] in _QUOTES:
