@@ -28,7 +28,8 @@ limits:                      # archive safety limits (archive/limit)
   ratio_grace: 16MiB         # bytes read before the ratio counts (..1GiB)
   max_seconds: 900           # wall-clock seconds to read one artifact (1..3600)
 release:                     # what the App does with a release whose assets fail
-  on_failure: draft          # draft: edit a published release back to a draft; none: report only
+  on_failure: draft          # draft: back to a draft (immutable: as issue); issue: open an issue;
+                             # delete: delete it once its assets are retained; none: report only
   scan_workflow_artifacts: false  # also scan the tagged commit's workflow-run artifacts
 comments:
   prefix: /release-guard     # `/release-guard rescan` on a pull request (`@<app> rescan` too)

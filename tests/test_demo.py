@@ -34,11 +34,16 @@ async def test_the_demo_runs_as_designed_and_leaves_its_jobs(tmp_path: Path) -> 
     assert await run_demo(settings, out) == 0
     text = out.getvalue()
     assert "conclusion failure" in text and "conclusion success" in text
-    assert 'PATCH the release {"draft": true}' in text
+    # The draft-first release: the leaky draft is rejected at the gate, the fixed one approved.
+    step3 = text.split("== 3.")[1].split("== 4.")[0]
+    assert "App → GitHub: rejected the deployment to `release`" in step3
+    assert "App → GitHub: approved the deployment to `release`" in step3
+    assert "asset(s) of draft release v1.0.0" in step3
+    assert "nothing leaky became public" in step3
     assert "reaction eyes" in text
     assert "The demo ran as designed." in text
     assert "annotation failure package.json:" in text
-    # Both failing uploads are kept: the pull request's artifact and the release's asset.
+    # Both failing uploads are kept: the pull request's artifact and the draft's asset.
     assert "npm-package" in text.split("== 5.")[1]
     assert "leaky-cli-1.0.0.tgz" in text.split("== 5.")[1]
     store = store_for(settings, create=False)

@@ -215,3 +215,116 @@ def test_callbacks_of_the_configured_api_are_accepted() -> None:
             api_url="https://ghe.example/api/v3",
             repository="o/r",
         )
+
+
+# --- the draft-first release: the tag's draft release is scanned too --------------------------
+
+
+LEAKY_TGZ = (REAL / "leaky-esbuild-1.0.0.tgz").read_bytes()
+CLEAN_TGZ = (REAL / "clean-esbuild-1.0.0.tgz").read_bytes()
+
+
+def tag_run(
+    ghdouble: GitHubDouble, artifact: bytes, draft_asset: bytes | None, *, state: str = "uploaded"
+) -> tuple[Repository, WorkflowRun]:
+    """A run started by pushing tag v1.0.0, waiting to publish the draft release of v1.0.0."""
+    repo = ghdouble.add_repo("octo-org/octo-cli")
+    ghdouble.add_tag(repo, "v1.0.0", commit=SHA, annotated=True)
+    run = ghdouble.add_run(
+        repo,
+        head_sha=SHA,
+        head_branch="v1.0.0",
+        name="release",
+        status="waiting",
+        conclusion=None,
+    )
+    ghdouble.add_artifact(repo, run, name="npm-package", data=artifact)
+    ghdouble.add_release(repo, tag_name="v0.9.0")  # an older, published release
+    if draft_asset is not None:
+        draft = ghdouble.add_release(repo, tag_name="v1.0.0", draft=True, target_commitish=SHA)
+        ghdouble.add_asset(repo, draft, name="octo-cli-1.0.0.tgz", data=draft_asset, state=state)
+    return repo, run
+
+
+@pytest.mark.asyncio
+async def test_a_leaky_draft_asset_rejects_even_with_clean_run_artifacts(
+    ghdouble: GitHubDouble, github_app: GitHubApp
+) -> None:
+    repo, run = tag_run(ghdouble, CLEAN, LEAKY_TGZ)
+    result, ctx = await gate(ghdouble, github_app, repo, run)
+
+    [review] = run.deployment_reviews
+    assert review["state"] == "rejected"
+    assert "sourcemap/embedded-sources at `" in review["comment"]
+    assert (
+        f"Scanned: 1 artifact(s) of workflow run {run.id} and 1 of the 1 asset(s) of draft "
+        "release v1.0.0." in review["comment"]
+    )
+    check = the_check_run(repo)
+    assert check.conclusion == "failure"
+    assert "draft release v1.0.0, asset" in check.output["summary"]
+    assert result is not None and result.startswith("rejected: ")
+    # The draft was found through the listing: the by-tag endpoint never shows drafts.
+    assert ghdouble.requests_to("GET", "/repos/{owner}/{repo}/releases")
+    gh = await github_app.installation(repo.installation_id)
+    with pytest.raises(ReleaseGuardError):
+        await gh.getitem(f"/repos/{repo.full_name}/releases/tags/v1.0.0")
+    assert "and 1 asset(s) of draft release v1.0.0" in ctx.events("downloading")[0][0]
+
+
+@pytest.mark.asyncio
+async def test_clean_run_artifacts_and_a_clean_draft_are_approved(
+    ghdouble: GitHubDouble, github_app: GitHubApp
+) -> None:
+    repo, run = tag_run(ghdouble, CLEAN, CLEAN_TGZ)
+    await gate(ghdouble, github_app, repo, run)
+    [review] = run.deployment_reviews
+    assert review["state"] == "approved"
+    assert review["comment"].startswith("Approved: No findings in 2 artifacts.")
+    assert "and 1 of the 1 asset(s) of draft release v1.0.0." in review["comment"]
+    summary = the_check_run(repo).output["summary"]
+    assert "nor in the assets of draft release `v1.0.0` blocks it" in summary
+
+
+@pytest.mark.asyncio
+async def test_a_tag_without_a_draft_is_said_in_the_answer(
+    ghdouble: GitHubDouble, github_app: GitHubApp
+) -> None:
+    repo, run = tag_run(ghdouble, CLEAN, None)
+    await gate(ghdouble, github_app, repo, run)
+    [review] = run.deployment_reviews
+    assert review["state"] == "approved"
+    assert "tag v1.0.0 has no draft release." in review["comment"]
+
+
+@pytest.mark.asyncio
+async def test_a_draft_asset_still_uploading_is_waited_for_never_passed(
+    ghdouble: GitHubDouble, github_app: GitHubApp
+) -> None:
+    repo, run = tag_run(ghdouble, CLEAN, CLEAN_TGZ, state="open")
+    ctx = FakeContext()
+    job = job_from("deployment_protection_rule", gate_payload(ghdouble, repo, run))
+    with pytest.raises(RetryLater, match=r"still uploading: octo-cli-1\.0\.0\.tgz"):
+        await DeploymentGates(github_app).run(job, ctx)
+    assert not run.deployment_reviews
+    # Still uploading on the last attempt: rejected, never approved.
+    ctx.attempt, ctx.last_attempt = 2, True
+    await DeploymentGates(github_app).run(job, ctx)
+    [review] = run.deployment_reviews
+    assert review["state"] == "rejected"
+    check = the_check_run(repo)
+    assert check.conclusion == "failure"
+    assert "still being uploaded" in check.output["summary"]
+
+
+@pytest.mark.asyncio
+async def test_a_branch_run_does_not_look_for_drafts(
+    ghdouble: GitHubDouble, github_app: GitHubApp
+) -> None:
+    repo, run = waiting_run(ghdouble, CLEAN)
+    draft = ghdouble.add_release(repo, tag_name="main", draft=True)
+    ghdouble.add_asset(repo, draft, name="x.tgz", data=LEAKY_TGZ)
+    await gate(ghdouble, github_app, repo, run)
+    [review] = run.deployment_reviews
+    assert review["state"] == "approved"
+    assert not ghdouble.requests_to("GET", "/repos/{owner}/{repo}/releases")

@@ -394,7 +394,7 @@ async def test_when_the_release_cannot_be_edited_either_the_check_run_says_so(
     await ReleaseChecks(github_app).give_up(job, FakeContext(), "GitHub answered 502 five times")
     check = the_check_run(repo)
     assert check.conclusion == "failure"
-    assert "could neither check its assets nor edit it" in check.output["summary"]
+    assert "could neither check its assets nor act on the release" in check.output["summary"]
     assert release.draft is False
 
 

@@ -6,7 +6,9 @@ embedded worker, on the real database under DATA_DIR. Signed deliveries then pla
 
 1. a pull request whose build artifact leaks its TypeScript source through a source map;
 2. the same pull request after the fix;
-3. a published release whose asset leaks, which release-guard sends back to draft;
+3. a draft-first release: the tag's workflow run waits to publish the draft release from an
+   environment release-guard protects; a draft whose asset leaks is rejected even though the
+   run's own artifact is clean (nothing is ever public), and the fixed draft is approved;
 4. a maintainer's `/release-guard rescan` comment.
 
 Each step prints what the App did and the check run as a reader sees it. The jobs, their
@@ -204,7 +206,7 @@ async def run_demo(settings: Settings, out: TextIO) -> int:
         await asyncio.wait_for(server, timeout=_STEP_TIMEOUT)
         await double.close()
     kept = await _show_retained(demo, app_settings)
-    ok = ok and kept >= 2  # the pull request's artifact and the release's asset
+    ok = ok and kept >= 2  # the pull request's artifact and the leaky draft's asset
     demo.say()
     demo.say(f"The jobs and their audit trails are in {app_settings.data_dir}:")
     demo.say("   release-guard jobs            release-guard audit JOB")
@@ -341,29 +343,9 @@ async def _scenario(demo: Demo, double: Any, sender: _Sender) -> bool:
     demo.show_check_run(check)
     results.append(check.conclusion == "success")
 
-    demo.heading(3, "A release published with the leaky tarball attached")
-    double.add_tag(repo, "v1.0.0", commit=sha1)
-    release = double.add_release(repo, tag_name="v1.0.0", name="v1.0.0")
-    double.add_asset(repo, release, name="leaky-cli-1.0.0.tgz", data=leaky)
-    payload = {
-        "action": "published",
-        "release": {
-            "id": release.id,
-            "tag_name": "v1.0.0",
-            "target_commitish": "main",
-            "draft": False,
-            "prerelease": False,
-        },
-        **_target(repo),
-    }
-    before = max(repo.check_runs)
-    status = await sender.send("release", payload)
-    demo.say(f"   GitHub → App: release.published v1.0.0: HTTP {status}")
-    await _wait(lambda: release.draft, "the release to go back to draft")
-    await _wait(_completed(repo, sha1, after=before), "the release's check run")
-    demo.say('   App → GitHub: PATCH the release {"draft": true}: it is no longer public')
-    demo.show_check_run(_latest(repo, sha1))
-    results.append(release.draft)
+    demo.heading(3, "A draft-first release: publishing waits for release-guard's approval")
+    results.append(await _gated_release(demo, double, repo, sender, "v1.0.0", leaky, fixed))
+    results.append(await _gated_release(demo, double, repo, sender, "v1.0.1", fixed, fixed))
 
     demo.heading(4, f"A maintainer ({MAINTAINER}, write access) comments `/release-guard rescan`")
     double.set_permission(repo, MAINTAINER, "write")
@@ -401,6 +383,57 @@ async def _scenario(demo: Demo, double: Any, sender: _Sender) -> bool:
     return all(results)
 
 
+async def _gated_release(
+    demo: Demo, double: Any, repo: Any, sender: _Sender, tag: str, asset: bytes, built: bytes
+) -> bool:
+    """Tag `tag`: a draft release carries `asset`, the run's artifact is `built`; its publish
+    job waits in the `release` environment. True when the gate answered as it should: rejected
+    for a leaky draft asset, approved for a clean one; the draft stays a draft either way."""
+    sha = hashlib.sha1(tag.encode(), usedforsecurity=False).hexdigest()
+    double.add_file(repo, "package.json", _package_json(sourcemap=asset != built), ref=sha)
+    double.add_tag(repo, tag, commit=sha)
+    run = double.add_run(
+        repo, head_sha=sha, head_branch=tag, name="release", status="waiting", conclusion=None
+    )
+    double.add_artifact(repo, run, name="npm-package", data=actions_artifact(built))
+    draft = double.add_release(repo, tag_name=tag, name=tag, draft=True, target_commitish=sha)
+    double.add_asset(repo, draft, name=f"leaky-cli-{tag[1:]}.tgz", data=asset)
+    leaky = asset != built
+    demo.say(
+        f"   tag {tag}: the build job uploaded a clean npm-package artifact and created a draft "
+        f"release with {'the LEAKY' if leaky else 'the fixed'} tarball attached"
+    )
+    payload = {
+        "action": "requested",
+        "environment": "release",
+        "event": "push",
+        "deployment_callback_url": (
+            f"{double.api_url}/repos/{repo.full_name}/actions/runs/{run.id}"
+            "/deployment_protection_rule"
+        ),
+        "deployment": {"id": double.state.next_id(), "sha": sha, "ref": tag},
+        **_target(repo),
+    }
+    status = await sender.send("deployment_protection_rule", payload)
+    demo.say(
+        f"   GitHub → App: deployment_protection_rule.requested, the publish job waits: "
+        f"HTTP {status}"
+    )
+    await _wait(lambda: bool(run.deployment_reviews), "the gate's answer")
+    [review] = run.deployment_reviews
+    demo.say(f"   App → GitHub: {review['state']} the deployment to `release`:")
+    for line in textwrap.wrap(str(review["comment"]), 96)[:5]:
+        demo.say("      " + line)
+    await _wait(_completed(repo, sha), "the gate's check run")
+    demo.show_check_run(_latest(repo, sha))
+    expected = "rejected" if leaky else "approved"
+    if leaky:
+        demo.say(f"   the draft {tag} was never published: nothing leaky became public")
+    else:
+        demo.say(f"   the publish job may now run `gh release edit {tag} --draft=false`")
+    return bool(review["state"] == expected and draft.draft)
+
+
 def run_demo_command(args: argparse.Namespace) -> int:
     """`release-guard demo`: exit 0 when the demo ran as designed."""
     settings = Settings.from_environment()
@@ -415,8 +448,9 @@ def add_demo_command(commands: Any) -> None:
         help="the whole App flow on this machine, with nothing to set up",
         description=(
             "Start a GitHub double and the App on loopback, play a leaking pull request, its "
-            "fix, a release sent back to draft and a comment rescan, and print what the App "
-            "did. Data stays under DATA_DIR for `jobs`, `audit` and `retained`."
+            "fix, a draft-first release held at the deployment gate and a comment rescan, and "
+            "print what the App did. Data stays under DATA_DIR for `jobs`, `audit` and "
+            "`retained`."
         ),
     )
     demo.set_defaults(handler=run_demo_command, out=sys.stdout)

@@ -36,6 +36,14 @@ class ServerError:
 
 
 @dataclass(frozen=True)
+class ServerErrorAfter:
+    """The request is carried out, then answered with a 5xx (GitHub's front end timed out
+    while the work was done): the client cannot tell whether it took effect."""
+
+    status: int = 502
+
+
+@dataclass(frozen=True)
 class ConnectionReset:
     """The server drops the connection without answering."""
 
@@ -76,7 +84,15 @@ class Respond:
     headers: tuple[tuple[str, str], ...] = ()
 
 
-Fault = ServerError | ConnectionReset | SecondaryRateLimit | PrimaryRateLimit | Slow | Respond
+Fault = (
+    ServerError
+    | ServerErrorAfter
+    | ConnectionReset
+    | SecondaryRateLimit
+    | PrimaryRateLimit
+    | Slow
+    | Respond
+)
 
 
 @dataclass

@@ -20,6 +20,7 @@ from bot.double.state import (
     Artifact,
     CheckRun,
     Comment,
+    Issue,
     PullRequest,
     Reaction,
     Release,
@@ -383,6 +384,27 @@ class Payloads:
         )
         return out
 
+    def issue(self, repo: Repository, issue: Issue) -> dict[str, Any]:
+        """An issue (never a pull request: the example's `pull_request` key is dropped)."""
+        out: dict[str, Any] = self.example("POST /repos/{owner}/{repo}/issues")
+        out.pop("pull_request", None)
+        template = (out.get("labels") or [{}])[0]
+        url = f"{self.repo_url(repo)}/issues/{issue.number}"
+        out.update(
+            id=issue.number * 1000 + repo.id,
+            number=issue.number,
+            title=issue.title,
+            body=issue.body,
+            state=issue.state,
+            user=self._user(out.get("user"), issue.user),
+            labels=[{**template, "name": name} for name in issue.labels],
+            url=url,
+            html_url=f"https://github.com/{repo.full_name}/issues/{issue.number}",
+            comments_url=f"{url}/comments",
+            created_at=iso(issue.created_at),
+        )
+        return out
+
     def comment(self, repo: Repository, comment: Comment) -> dict[str, Any]:
         out: dict[str, Any] = self.example(
             "POST /repos/{owner}/{repo}/issues/{issue_number}/comments"
@@ -432,6 +454,7 @@ class Payloads:
             label=asset.label,
             size=len(asset.data),
             content_type=asset.content_type,
+            state=asset.state,
             digest="sha256:" + hashlib.sha256(asset.data).hexdigest(),
             url=f"{self.repo_url(repo)}/releases/assets/{asset.id}",
             browser_download_url=(
@@ -451,6 +474,8 @@ class Payloads:
             body=release.body,
             draft=release.draft,
             prerelease=release.prerelease,
+            immutable=release.immutable,
+            created_at=iso(release.created_at),
             target_commitish=release.target_commitish,
             url=url,
             assets_url=f"{url}/assets",

@@ -12,14 +12,15 @@ from __future__ import annotations
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Literal
+from datetime import datetime
+from typing import TYPE_CHECKING, Any, Final, Literal
 
 from aiohttp import web
 
 from bot.double import credentials
 from bot.double.http import error, json_response, not_found, paginate
 from bot.double.payloads import iso
-from bot.double.state import CheckRun, Comment, Reaction, Repository
+from bot.double.state import CheckRun, Comment, Issue, Reaction, Repository
 
 if TYPE_CHECKING:
     from bot.double.server import GitHubDouble
@@ -405,6 +406,53 @@ async def get_pull(ctx: Context) -> web.StreamResponse:
     return json_response(ctx.double.payloads.pull(ctx.the_repo, pr))
 
 
+ISSUES_READ = (("issues", "read"),)
+
+
+@route("GET", "/repos/{owner}/{repo}/issues", permissions=ISSUES_READ)
+async def list_issues(ctx: Context) -> web.StreamResponse:
+    """https://docs.github.com/en/rest/issues/issues#list-repository-issues: pull requests
+    are issues too and are listed (with a `pull_request` key); `creator`, `labels`, `state`,
+    `sort=created` and `direction` filter and order as GitHub does."""
+    repo, query = ctx.the_repo, ctx.request.query
+    state = query.get("state", "open")
+    issues = [i for i in repo.issues.values() if state == "all" or i.state == state]
+    if "creator" in query:
+        issues = [i for i in issues if i.user == query["creator"]]
+    if "since" in query:
+        # "Only show results that were last updated after the given time"; the double's
+        # issues are never updated after they are opened.
+        since = datetime.fromisoformat(query["since"].replace("Z", "+00:00")).timestamp()
+        issues = [i for i in issues if i.created_at >= since]
+    if "labels" in query:
+        wanted = {name.strip() for name in query["labels"].split(",") if name.strip()}
+        issues = [i for i in issues if wanted <= set(i.labels)]
+    issues.sort(key=lambda i: (i.created_at, i.number), reverse=query.get("direction") != "asc")
+    page, headers = paginate(ctx.request, ctx.double.api_url, issues)
+    return json_response([ctx.double.payloads.issue(repo, i) for i in page], headers=headers)
+
+
+@route("POST", "/repos/{owner}/{repo}/issues", permissions=(("issues", "write"),))
+async def create_issue(ctx: Context) -> web.StreamResponse:
+    """https://docs.github.com/en/rest/issues/issues#create-an-issue (labels the App may not
+    set are dropped silently, as GitHub does for those without push access)."""
+    repo = ctx.the_repo
+    number = max([*repo.pulls, *repo.issues, 0]) + 1
+    labels = [
+        label if isinstance(label, str) else str(label.get("name"))
+        for label in ctx.body.get("labels") or []
+    ]
+    issue = Issue(
+        number,
+        title=str(ctx.body["title"]),
+        body=ctx.body.get("body"),
+        user=f"{ctx.double.app_slug}[bot]",
+        labels=labels,
+    )
+    repo.issues[number] = issue
+    return json_response(ctx.double.payloads.issue(repo, issue), status=201)
+
+
 @route(
     "POST",
     "/repos/{owner}/{repo}/issues/{issue_number}/comments",
@@ -458,15 +506,77 @@ async def get_release(ctx: Context) -> web.StreamResponse:
     return json_response(ctx.double.payloads.release(ctx.the_repo, release))
 
 
-@route("PATCH", "/repos/{owner}/{repo}/releases/{release_id}", permissions=(("contents", "write"),))
+IMMUTABLE_STATE: Final = "state cannot be changed when release is immutable"
+"""What GitHub answers (422) to a draft edit of a published immutable release."""
+CONTENTS_WRITE = (("contents", "write"),)
+
+
+@route("GET", "/repos/{owner}/{repo}/releases", permissions=CONTENTS_READ)
+async def list_releases(ctx: Context) -> web.StreamResponse:
+    """Newest first; drafts are listed only here (and only to those who may push), never by
+    `GET .../releases/tags/{tag}` (https://docs.github.com/en/rest/releases/releases#list-releases)."""
+    repo = ctx.the_repo
+    releases = sorted(repo.releases.values(), key=lambda r: r.id, reverse=True)
+    page, headers = paginate(ctx.request, ctx.double.api_url, releases)
+    return json_response(
+        [ctx.double.payloads.release(repo, release) for release in page], headers=headers
+    )
+
+
+@route("GET", "/repos/{owner}/{repo}/releases/tags/{tag}", permissions=CONTENTS_READ)
+async def get_release_by_tag(ctx: Context) -> web.StreamResponse:
+    """A published release only: "Get a published release with the specified tag"
+    (https://docs.github.com/en/rest/releases/releases#get-a-release-by-tag-name); a draft of
+    that tag is a 404 here and shows only in the listing."""
+    repo, tag = ctx.the_repo, ctx.request.match_info["tag"]
+    for release in repo.releases.values():
+        if release.tag_name == tag and not release.draft:
+            return json_response(ctx.double.payloads.release(repo, release))
+    return not_found()
+
+
+@route("PATCH", "/repos/{owner}/{repo}/releases/{release_id}", permissions=CONTENTS_WRITE)
 async def update_release(ctx: Context) -> web.StreamResponse:
-    release = ctx.the_repo.releases.get(ctx.int_param("release_id"))
+    repo = ctx.the_repo
+    release = repo.releases.get(ctx.int_param("release_id"))
     if release is None:
         return not_found()
+    if release.immutable and any(
+        name in ctx.body and ctx.body[name] != getattr(release, name)
+        for name in ("draft", "tag_name", "target_commitish")
+    ):
+        # Only the title, the notes and the prerelease/latest flags of an immutable release
+        # can change (https://docs.github.com/en/code-security/concepts/supply-chain-security/
+        # immutable-releases).
+        return error(
+            422,
+            "Validation Failed",
+            docs="https://docs.github.com/rest/releases/releases#update-a-release",
+            errors=[
+                {"resource": "Release", "code": "custom", "field": "draft",
+                 "message": IMMUTABLE_STATE}
+            ],
+        )  # fmt: skip
     for name in _RELEASE_FIELDS:
         if name in ctx.body:
             setattr(release, name, ctx.body[name])
-    return json_response(ctx.double.payloads.release(ctx.the_repo, release))
+    if not release.draft and repo.immutable_releases:
+        release.immutable = True
+    return json_response(ctx.double.payloads.release(repo, release))
+
+
+@route("DELETE", "/repos/{owner}/{repo}/releases/{release_id}", permissions=CONTENTS_WRITE)
+async def delete_release(ctx: Context) -> web.StreamResponse:
+    """https://docs.github.com/en/rest/releases/releases#delete-a-release: the release and its
+    assets go; the tag stays (and an immutable release's tag name can never be used again)."""
+    repo = ctx.the_repo
+    release = repo.releases.pop(ctx.int_param("release_id"), None)
+    if release is None:
+        return not_found()
+    for asset_id in [a.id for a in repo.assets.values() if a.release_id == release.id]:
+        del repo.assets[asset_id]
+    repo.deleted_releases.append(release)
+    return web.Response(status=204)
 
 
 @route("GET", "/repos/{owner}/{repo}/releases/{release_id}/assets", permissions=CONTENTS_READ)

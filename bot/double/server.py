@@ -29,6 +29,7 @@ from bot.double.faults import (
     Respond,
     SecondaryRateLimit,
     ServerError,
+    ServerErrorAfter,
     Slow,
 )
 from bot.double.http import error, json_response, not_found
@@ -41,6 +42,7 @@ from bot.double.state import (
     Artifact,
     CheckRun,
     Installation,
+    Issue,
     PullRequest,
     Release,
     ReleaseAsset,
@@ -305,9 +307,18 @@ class GitHubDouble:
         repo.pulls[number] = pr
         return pr
 
-    def add_issue(self, repo: Repository, number: int | None = None) -> int:
+    def add_issue(
+        self,
+        repo: Repository,
+        number: int | None = None,
+        *,
+        title: str = "An issue",
+        body: str | None = None,
+        user: str = "octocat",
+        labels: list[str] | None = None,
+    ) -> int:
         number = number or max([*repo.pulls, *repo.issues, 0]) + 1
-        repo.issues.add(number)
+        repo.issues[number] = Issue(number, title, body, user, list(labels or []))
         return number
 
     def add_release(
@@ -319,9 +330,19 @@ class GitHubDouble:
         draft: bool = False,
         prerelease: bool = False,
         body: str | None = None,
+        target_commitish: str = "main",
     ) -> Release:
+        """A release; a published one is immutable when the repository has immutable
+        releases on (`repo.immutable_releases`)."""
         release = Release(
-            self.state.next_id(), tag_name, name, body=body, draft=draft, prerelease=prerelease
+            self.state.next_id(),
+            tag_name,
+            name,
+            body=body,
+            draft=draft,
+            prerelease=prerelease,
+            target_commitish=target_commitish,
+            immutable=repo.immutable_releases and not draft,
         )
         repo.releases[release.id] = release
         return release
@@ -334,8 +355,12 @@ class GitHubDouble:
         name: str,
         data: bytes,
         content_type: str = "application/octet-stream",
+        state: str = "uploaded",
     ) -> ReleaseAsset:
-        asset = ReleaseAsset(self.state.next_id(), release.id, name, data, content_type)
+        """An asset; `state="open"` is one still being uploaded (not downloadable yet)."""
+        asset = ReleaseAsset(
+            self.state.next_id(), release.id, name, data, content_type, state=state
+        )
         repo.assets[asset.id] = asset
         return asset
 
@@ -522,7 +547,8 @@ class GitHubDouble:
         for problem in problems + body_problems:
             self._violation(record, problem)
         fault = self.faults.take(request.method, request.path, record.route)
-        if fault is not None:
+        after = fault if isinstance(fault, ServerErrorAfter) else None
+        if fault is not None and after is None:
             faulty = await self._fault(fault, request)
             if faulty is not None:
                 return faulty
@@ -544,6 +570,8 @@ class GitHubDouble:
             self, request, None if parsed is NO_BODY else parsed, installation_id, repo
         )
         response = await spec.handler(context)
+        if after is not None:
+            return error(after.status, "Server Error", headers=rate)
         response.headers.update(rate)
         return response
 

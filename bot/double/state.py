@@ -114,6 +114,9 @@ class ReleaseAsset:
     data: bytes
     content_type: str = "application/octet-stream"
     label: str | None = None
+    state: str = "uploaded"
+    """`open` while the upload is under way; GitHub shows `uploaded` once it can be downloaded
+    (https://docs.github.com/en/rest/releases/assets#get-a-release-asset, `state`)."""
 
 
 @dataclass
@@ -126,6 +129,24 @@ class Release:
     prerelease: bool = False
     target_commitish: str = "main"
     author: str = "octocat"
+    created_at: float = field(default_factory=time.time)
+    immutable: bool = False
+    """Published while the repository has immutable releases on: its assets and tag are locked
+    and it can no longer go back to draft
+    (https://docs.github.com/en/code-security/concepts/supply-chain-security/immutable-releases)."""
+
+
+@dataclass
+class Issue:
+    """An issue (not a pull request): what the App opened, or one a test added."""
+
+    number: int
+    title: str = "An issue"
+    body: str | None = None
+    user: str = "octocat"
+    labels: list[str] = field(default_factory=list)
+    state: str = "open"
+    created_at: float = field(default_factory=time.time)
 
 
 @dataclass
@@ -168,8 +189,12 @@ class Repository:
     artifacts: dict[int, Artifact] = field(default_factory=dict)
     check_runs: dict[int, CheckRun] = field(default_factory=dict)
     pulls: dict[int, PullRequest] = field(default_factory=dict)
-    issues: set[int] = field(default_factory=set)
+    issues: dict[int, Issue] = field(default_factory=dict)
     releases: dict[int, Release] = field(default_factory=dict)
+    deleted_releases: list[Release] = field(default_factory=list)
+    immutable_releases: bool = False
+    """The repository's "immutable releases" setting: a release published from now on is
+    immutable."""
     assets: dict[int, ReleaseAsset] = field(default_factory=dict)
     collaborators: dict[str, str] = field(default_factory=dict)  # login -> admin/write/read
     comments: dict[int, Comment] = field(default_factory=dict)

@@ -67,7 +67,9 @@ DEFAULT_COMMAND_PREFIX: Final = "/release-guard"
 class OnFailure(StrEnum):
     """What the App does to a published release whose assets fail the scan."""
 
-    DRAFT = "draft"  # edit it back to a draft (never delete it or its assets)
+    DRAFT = "draft"  # edit it back to a draft; an immutable one cannot be: as `issue`
+    ISSUE = "issue"  # open one issue in the repository about it, and touch nothing
+    DELETE = "delete"  # opt-in: delete it once its failing assets are retained
     NONE = "none"  # only report: the check run fails, the release stays published
 
 

@@ -8,9 +8,10 @@ gets the timeout, the retries, the token refresh and the typed errors of `bot.gi
 from __future__ import annotations
 
 from collections.abc import Mapping
+from contextvars import ContextVar
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Final
+from typing import Any, Final
 
 import aiohttp
 import gidgethub.aiohttp
@@ -23,6 +24,9 @@ from bot.github.transport import Authenticator, Reply, Transport, read_reply
 
 OCTET_STREAM: Final = "application/octet-stream"
 _REDIRECTS: Final = frozenset({301, 302, 303, 307, 308})
+_SEND_ONCE: ContextVar[bool] = ContextVar("release_guard_send_once", default=False)
+"""Set by `post_once` for the request it makes (a context variable: per task, so concurrent
+requests of the same client keep their retries)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -59,11 +63,30 @@ class GitHubClient(gidgethub.aiohttp.GitHubAPI):
         self, method: str, url: str, headers: Mapping[str, str], body: bytes = b""
     ) -> tuple[int, Mapping[str, str], bytes]:
         reply = await self._transport.send(
-            method, url, headers=headers, body=body, auth=self._auth, consume=read_reply
+            method,
+            url,
+            headers=headers,
+            body=body,
+            auth=self._auth,
+            consume=read_reply,
+            repeat=not _SEND_ONCE.get(),
         )
         if reply.status >= 300 and reply.status != 304:
             raise self._error(reply, method, url)
         return reply.status, reply.headers, reply.body
+
+    async def post_once(self, url: str, *, data: Any) -> Any:
+        """`post` that is never sent a second time after a 5xx, timeout or dropped connection.
+
+        For requests that create something (an issue): such a failure may hide a success, so
+        `GitHubUnavailable` is raised at once and the caller looks for what it created before
+        it tries again.
+        """
+        token = _SEND_ONCE.set(True)
+        try:
+            return await self.post(url, data=data)
+        finally:
+            _SEND_ONCE.reset(token)
 
     def _error(self, reply: Reply, method: str, url: str | URL) -> GitHubError:
         return error_for(

@@ -27,6 +27,7 @@ _TABLE: Final = (
     (re.compile(r"/git/"), "contents: read", "contents: write"),
     (re.compile(r"/pulls(/|$)"), "pull_requests: read", "pull_requests: write"),
     (re.compile(r"/collaborators/"), "metadata: read", "administration: write"),
+    (re.compile(r"/issues$"), "issues: read", "issues: write"),
     (re.compile(r"/issues/"), "issues: read", "issues: write (or pull_requests: write)"),
 )
 

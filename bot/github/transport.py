@@ -134,8 +134,14 @@ class Transport:
         body: bytes = b"",
         auth: Authenticator | None,
         timeout: aiohttp.ClientTimeout | None = None,
+        repeat: bool = True,
     ) -> T:
         """Send `method url`, retrying per the policy, and return what `consume` makes of it.
+
+        `repeat=False` is for a request that must not be sent twice (one that creates
+        something): after a 5xx, a timeout or a dropped connection it may have taken effect,
+        so it raises `GitHubUnavailable` at once and the caller looks before trying again.
+        Rate-limit refusals are still waited for: GitHub did nothing with those.
 
         `consume` gets every final answer, successful or not (a 4xx, a 3xx, or the 401 left
         after the one refresh); transient failures never reach it. With `auth` None no
@@ -245,6 +251,13 @@ class Transport:
             if auth is not None and transient.trouble.is_rate_limit:
                 await self._block_gate(installation_id, now + delay, transient.trouble.value)
             error = self._final_error(transient, delay, attempt, status, method, target.path)
+            if error is None and not repeat and not transient.trouble.is_rate_limit:
+                error = GitHubUnavailable(
+                    f"{transient.trouble.value}; not repeated, as it may have taken effect",
+                    status_code=status,
+                    method=method,
+                    path=target.path,
+                )
             if error is not None:
                 raise error from cause
             logger.warning(

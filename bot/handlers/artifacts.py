@@ -43,9 +43,14 @@ class RunInfo:
     conclusion: str | None
     html_url: str | None
     head_sha: str | None = None
+    event: str | None = None
+    """What started the run (`push`, `release`, `workflow_dispatch`...)."""
+    head_branch: str | None = None
+    """The branch, or for a run started by a tag (a tag push, a release) the tag's name."""
 
     @classmethod
     def from_api(cls, data: dict[str, Any]) -> RunInfo:
+        event, head_branch = data.get("event"), data.get("head_branch")
         return cls(
             id=int(data["id"]),
             name=str(data.get("name") or data.get("display_title") or f"run {data['id']}"),
@@ -53,6 +58,8 @@ class RunInfo:
             conclusion=data.get("conclusion"),
             html_url=data.get("html_url"),
             head_sha=data.get("head_sha"),
+            event=event if isinstance(event, str) else None,
+            head_branch=head_branch if isinstance(head_branch, str) else None,
         )
 
     @property

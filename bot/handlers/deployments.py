@@ -8,9 +8,16 @@ until the App answers there with `approved` or `rejected`
 (https://docs.github.com/en/rest/actions/workflow-runs#review-custom-deployment-protection-rules-for-a-workflow-run).
 
 The artifacts scanned are the waiting run's own: those its earlier jobs uploaded (the build),
-which is what the held job will publish. The gate fails closed: nothing to scan, an expired or
-oversized artifact, an invalid config, or a scan that cannot finish (GitHub down after the
-retries) all reject, with the reason in the answer's comment.
+which is what the held job will publish. When the run was started by a tag (a tag push, a
+release), the assets of that tag's draft release are scanned too: in the draft-first recipe the
+held job publishes that draft, so a leaky asset in it rejects the deployment even when the
+run's artifacts are clean. Drafts are found in `GET .../releases` only
+(`release_info.draft_of_tag`); an asset still being uploaded is waited for, never passed.
+The answer's comment says what was scanned.
+
+The gate fails closed: nothing to scan, an expired or oversized artifact, an invalid config, or
+a scan that cannot finish (GitHub down after the retries) all reject, with the reason in the
+answer's comment.
 """
 
 from __future__ import annotations
@@ -18,6 +25,7 @@ from __future__ import annotations
 import dataclasses
 import logging
 import re
+import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Final, Literal
@@ -25,18 +33,24 @@ from typing import Final, Literal
 from yarl import URL
 
 from bot.checks import output
-from bot.engine.model import Conclusion, Report, Severity
+from bot.engine.model import ArtifactReport, Conclusion, Report, Severity
+from bot.engine.policy import Policy
 from bot.errors import ReleaseGuardError
 from bot.github import GitHubApp, GitHubClient, GitHubError, ValidationFailed
 from bot.handlers.artifacts import (
     DEFAULT_MAX_DOWNLOAD,
+    AssetInfo,
+    AssetOutcome,
     RunInfo,
     get_run,
     name_patterns,
+    release_assets,
     run_artifacts,
+    scan_assets,
     select,
 )
 from bot.handlers.check_runs import ensure_check_run, publish
+from bot.handlers.release_info import ReleaseInfo, draft_of_tag, resolve_tag
 from bot.handlers.repo_config import load_repo_config
 from bot.handlers.reporting import (
     TRANSIENT,
@@ -47,8 +61,8 @@ from bot.handlers.reporting import (
     verdict,
     with_lead,
 )
-from bot.handlers.retaining import scan_and_keep
-from bot.jobs import JobContext
+from bot.handlers.retaining import Keeper, scan_and_keep, scan_progress
+from bot.jobs import JobContext, RetryLater
 from bot.retention import Retainer
 from bot.store.base import Job
 
@@ -64,6 +78,8 @@ MAX_GATE_COMMENT: Final = 1000
 """The answer's comment is shown on the run's page; the summary of findings is kept short and
 the check run holds the rest."""
 _FINDINGS_SHOWN: Final = 3
+_TAG_EVENTS: Final = frozenset({"push", "release"})
+"""Events whose run names a tag in `head_branch` when a tag started it."""
 
 
 class UntrustedCallback(ReleaseGuardError):
@@ -76,6 +92,17 @@ class GateOptions:
 
     max_download: int = DEFAULT_MAX_DOWNLOAD
     workdir: Path | None = None
+    upload_wait: float = 30.0
+    """Seconds before looking again when a draft's asset is still being uploaded."""
+
+
+@dataclass(frozen=True, slots=True)
+class _Draft:
+    """The tag that started the run, its draft release if any, and the draft's assets."""
+
+    tag: str
+    release: ReleaseInfo | None
+    assets: list[AssetInfo]
 
 
 @dataclass(frozen=True, slots=True)
@@ -286,12 +313,15 @@ class DeploymentGates:
             )
         found = await run_artifacts(gh, repository, run)
         chosen = select(config.policy, found)
+        draft = await self._draft(gh, job, ctx, run, sha)
         await ctx.audit(
             "downloading",
-            f"{len(chosen)} of {len(found)} artifact(s) of run {run.id} to scan",
+            f"{len(chosen)} of {len(found)} artifact(s) of run {run.id} to scan"
+            + (f", and {len(draft.assets)} asset(s) of draft release {draft.tag}" if draft else ""),
             artifacts=[a.name for a in chosen],
+            assets=[a.name for a in draft.assets] if draft else [],
         )
-        if not chosen:
+        if not chosen and not (draft and draft.assets):
             return _Decision(
                 "rejected",
                 "Rejected: this workflow run uploaded no artifact that release-guard scans, so "
@@ -321,8 +351,18 @@ class DeploymentGates:
             workdir=self._options.workdir,
             max_bytes=self._options.max_download,
         )
-        context = dataclasses.replace(context, retained_id=keeper.retained_id)
-        if not outcome.scanned and outcome.expired and not outcome.too_large:
+        assets, asset_keeper = await self._scan_draft(
+            gh, job, ctx, check_run_id, draft, config.policy, sha
+        )
+        retained = " ".join(filter(None, (keeper.retained_id, asset_keeper.retained_id)))
+        context = dataclasses.replace(context, retained_id=retained or None)
+        scanned_note = _scanned_sentence(run, len(outcome.scanned), draft, len(assets.scanned))
+        if (
+            not outcome.scanned
+            and outcome.expired
+            and not outcome.too_large
+            and not (draft and draft.assets)
+        ):
             names = ", ".join(a.name for a in outcome.expired)
             return _Decision(
                 "rejected",
@@ -339,6 +379,7 @@ class DeploymentGates:
         report = Report(
             artifacts=[
                 *outcome.report.artifacts,
+                *assets.report.artifacts,
                 *(
                     unscanned(
                         a.name,
@@ -357,15 +398,21 @@ class DeploymentGates:
                     )
                     for a in outcome.too_large
                 ),
+                *_draft_unscanned(draft, assets),
             ]
         )
         approved = report.conclusion is Conclusion.SUCCESS
         state: State = "approved" if approved else "rejected"
-        comment = _findings_comment(report, approved=approved)
+        comment = _findings_comment(report, approved=approved) + " " + scanned_note
+        draft_words = (
+            f" nor in the assets of draft release {output.md_code(draft.tag)}"
+            if draft and draft.assets
+            else ""
+        )
         if approved:
             lead = (
                 f"**Deployment to {env} approved**: nothing in the build artifacts of "
-                f"{output.md_link(run.name, run.html_url)} blocks it."
+                f"{output.md_link(run.name, run.html_url)}{draft_words} blocks it."
             )
         elif report.conclusion is Conclusion.NEUTRAL:
             lead = (
@@ -377,8 +424,10 @@ class DeploymentGates:
                 f"**Deployment to {env} rejected**: {output.title_for(report)}. Fix what the "
                 "findings below point at, push, and run the workflow again."
             )
-        if keeper.note is not None:
-            lead += "\n\n" + output.md_escape(keeper.note)
+        lead += "\n\n" + output.md_escape(scanned_note)
+        for note in (keeper.note, asset_keeper.note):
+            if note is not None:
+                lead += "\n\n" + output.md_escape(note)
         files = await hint_files(gh, repository, sha, report)
         update = verdict(
             report,
@@ -396,6 +445,108 @@ class DeploymentGates:
             findings_by_rule=report.findings_by_rule(),
         )
         return _Decision(state, comment, update)
+
+    async def _draft(
+        self, gh: GitHubClient, job: Job, ctx: JobContext, run: RunInfo, sha: str
+    ) -> _Draft | None:
+        """The draft release of the tag that started the run, with its assets; None if none.
+
+        A run started by a tag push or a release names the tag in `head_branch`; it is taken
+        for a tag only when `git/ref/tags/{name}` points at the run's commit. An asset still
+        being uploaded (`state` not `uploaded`) is waited for: the job is retried later, and
+        on its last attempt the asset is an unscanned error (never a pass).
+        """
+        tag = run.head_branch
+        if run.event not in _TAG_EVENTS or not tag:
+            return None
+        if await resolve_tag(gh, job.repository, tag) != sha:
+            return None
+        release = await draft_of_tag(gh, job.repository, tag)
+        if release is None:
+            await ctx.audit("gate", f"run {run.id} was started by tag {tag}; it has no draft")
+            return _Draft(tag, None, [])
+        assets = await release_assets(gh, job.repository, release.id)
+        uploading = [a for a in assets if not a.uploaded]
+        if uploading and not ctx.last_attempt:
+            raise RetryLater(
+                f"{len(uploading)} asset(s) of draft release {tag} still uploading: "
+                f"{uploading[0].name}",
+                delay=self._options.upload_wait,
+            )
+        return _Draft(tag, release, assets)
+
+    async def _scan_draft(
+        self,
+        gh: GitHubClient,
+        job: Job,
+        ctx: JobContext,
+        check_run_id: int,
+        draft: _Draft | None,
+        policy: Policy,
+        sha: str,
+    ) -> tuple[AssetOutcome, Keeper]:
+        """Scan the draft's uploaded assets, keeping the failing ones."""
+        keeper = Keeper(self._retainer, job, commit=sha, rules=policy.retention)
+        ready = [a for a in draft.assets if a.uploaded] if draft else []
+        if draft is None or not ready:
+            return AssetOutcome(), keeper
+        progress = scan_progress(gh, job.repository, check_run_id, ctx, keeper)
+        with tempfile.TemporaryDirectory(
+            prefix="release-guard-job-", dir=self._options.workdir
+        ) as folder:
+            outcome = await scan_assets(
+                gh,
+                job.repository,
+                ready,
+                policy,
+                workdir=Path(folder),
+                label=f"draft release {draft.tag}",
+                max_bytes=self._options.max_download,
+                progress=progress,
+                on_scanned=keeper.asset,
+            )
+        return outcome, keeper
+
+
+def _draft_unscanned(draft: _Draft | None, outcome: AssetOutcome) -> list[ArtifactReport]:
+    """The draft's assets that could not be scanned, as errors: the gate fails closed."""
+    if draft is None:
+        return []
+    label = f"draft release {draft.tag}"
+    return [
+        *(
+            unscanned(a.name, f"{label}, asset {a.id}", a.size, "still being uploaded")
+            for a in draft.assets
+            if not a.uploaded
+        ),
+        *(
+            unscanned(
+                a.name,
+                f"{label}, asset {a.id}",
+                a.size,
+                f"the asset is {a.size:,} bytes, more than release-guard downloads",
+            )
+            for a in outcome.too_large
+        ),
+        *(
+            unscanned(a.name, f"{label}, asset {a.id}", a.size, "deleted while it was scanned")
+            for a in outcome.gone
+        ),
+    ]
+
+
+def _scanned_sentence(
+    run: RunInfo, artifacts: int, draft: _Draft | None, draft_scanned: int
+) -> str:
+    """What the gate scanned, for the answer's comment and the check run."""
+    said = f"Scanned: {artifacts} artifact(s) of workflow run {run.id}"
+    if draft is None:
+        return said + "."
+    if draft.release is None:
+        return said + f"; tag {draft.tag} has no draft release."
+    return said + (
+        f" and {draft_scanned} of the {len(draft.assets)} asset(s) of draft release {draft.tag}."
+    )
 
 
 def _short(text: str, limit: int = 60) -> str:

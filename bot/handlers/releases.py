@@ -1,4 +1,4 @@
-"""Guard a release: scan its assets and move a published release that fails back to draft.
+"""Guard a release: scan its assets and hold back a published release that fails.
 
 Runs the `release` jobs (`release` published, prereleased, or created as a draft;
 https://docs.github.com/webhooks/webhook-events-and-payloads#release):
@@ -8,34 +8,29 @@ https://docs.github.com/webhooks/webhook-events-and-payloads#release):
 2. every asset is downloaded (`Accept: application/octet-stream`) and scanned, and so are the
    workflow-run artifacts of that commit when `release.scan_workflow_artifacts` asks for them;
 3. a `release-guard` check run on that commit reports the verdict and what was done;
-4. a published release that fails is edited back to a draft (`release.on_failure: draft`, the
-   default; https://docs.github.com/en/rest/releases/releases#update-a-release), so it is no
-   longer public while its assets stay as they were. The App never deletes a release or an
-   asset; `on_failure: none` only reports. A release whose assets could not be checked at
-   all (`give_up`) is treated as failing: it fails closed.
+4. a published release that fails is dealt with as `release.on_failure` says
+   (`release_blocking`): back to draft (the default), or, where that cannot be done (an
+   immutable release, a refused edit), one issue in the repository; `issue`, `delete` (once
+   the failing assets are retained) and `none` on request. A release whose assets could not
+   be checked at all (`give_up`) is treated as failing: it fails closed.
+
+This is the after-the-fact backstop: between publication and the verdict the assets are
+public. The gate that holds is before publication (a draft published from a job in an
+environment release-guard protects: `deployments.py`).
 """
 
 from __future__ import annotations
 
 import logging
-import re
 import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Final
-from urllib.parse import quote
+from typing import Final
 
 from bot.checks import output
-from bot.engine.model import Conclusion, Report
+from bot.engine.model import Conclusion, Report, Severity
 from bot.engine.policy import OnFailure
-from bot.github import (
-    GitHubApp,
-    GitHubClient,
-    GitHubError,
-    NotFound,
-    PermissionMissing,
-    ValidationFailed,
-)
+from bot.github import GitHubApp, GitHubClient, GitHubError
 from bot.handlers.artifacts import (
     DEFAULT_MAX_DOWNLOAD,
     ArtifactInfo,
@@ -49,7 +44,15 @@ from bot.handlers.artifacts import (
     select,
     workflow_runs,
 )
-from bot.handlers.check_runs import ensure_check_run, publish
+from bot.handlers.check_runs import ensure_check_run, progress_update, publish
+from bot.handlers.release_blocking import Blocked, Blocker, Failing
+from bot.handlers.release_info import (
+    ReleaseInfo,
+    get_release,
+    release_commit,
+    resolve_commitish,
+    resolve_tag,
+)
 from bot.handlers.repo_config import RepoConfig, load_repo_config
 from bot.handlers.reporting import (
     TRANSIENT,
@@ -67,10 +70,9 @@ from bot.store.base import Job
 
 log = logging.getLogger(__name__)
 
-_SHA: Final = re.compile(r"[0-9a-f]{40}(?:[0-9a-f]{24})?")
-_MAX_TAG_DEPTH: Final = 4
-"""Annotated tags may point at other tags; this many are followed before giving up."""
-_TAG_SHOWN: Final = 60
+__all__ = ["ReleaseChecks", "ReleaseOptions", "resolve_commitish", "resolve_tag"]
+
+_FINDINGS_IN_ISSUE: Final = 10
 
 
 @dataclass(frozen=True, slots=True)
@@ -81,93 +83,8 @@ class ReleaseOptions:
     workdir: Path | None = None
     upload_wait: float = 30.0
     """Seconds before looking again when an asset is still being uploaded."""
-
-
-@dataclass(frozen=True, slots=True)
-class ReleaseInfo:
-    """The fields of a release the App uses, as GitHub shows it now."""
-
-    id: int
-    tag_name: str
-    target_commitish: str | None
-    draft: bool
-    prerelease: bool
-    html_url: str | None
-
-    @classmethod
-    def from_api(cls, data: dict[str, Any]) -> ReleaseInfo:
-        return cls(
-            id=int(data["id"]),
-            tag_name=str(data["tag_name"]),
-            target_commitish=data.get("target_commitish"),
-            draft=bool(data.get("draft")),
-            prerelease=bool(data.get("prerelease")),
-            html_url=data.get("html_url"),
-        )
-
-    @property
-    def state(self) -> str:
-        if self.draft:
-            return "draft"
-        return "published prerelease" if self.prerelease else "published"
-
-    @property
-    def shown_tag(self) -> str:
-        tag = self.tag_name
-        return tag if len(tag) <= _TAG_SHOWN else tag[: _TAG_SHOWN - 1] + "…"
-
-
-async def get_release(gh: GitHubClient, repository: str, release_id: int) -> ReleaseInfo | None:
-    """https://docs.github.com/en/rest/releases/releases#get-a-release (None: deleted)."""
-    try:
-        return ReleaseInfo.from_api(await gh.getitem(f"/repos/{repository}/releases/{release_id}"))
-    except NotFound:
-        return None
-
-
-async def resolve_tag(gh: GitHubClient, repository: str, tag: str) -> str | None:
-    """Return the commit a tag points to, peeling annotated tags; None when there is no tag.
-
-    https://docs.github.com/en/rest/git/refs#get-a-reference and
-    https://docs.github.com/en/rest/git/tags#get-a-tag (an annotated tag is an object of its
-    own whose `object` is the commit, or another tag).
-    """
-    try:
-        ref = await gh.getitem(f"/repos/{repository}/git/ref/tags/{quote(tag, safe='/')}")
-    except NotFound:
-        return None
-    target = ref.get("object") or {}
-    for _ in range(_MAX_TAG_DEPTH):
-        kind, sha = target.get("type"), str(target.get("sha") or "")
-        if not _SHA.fullmatch(sha):
-            return None
-        if kind == "commit":
-            return sha
-        if kind != "tag":
-            return None  # a tag on a tree or a blob: no commit to report on
-        tag_object = await gh.getitem(f"/repos/{repository}/git/tags/{sha}")
-        target = tag_object.get("object") or {}
-    return None
-
-
-async def resolve_commitish(gh: GitHubClient, repository: str, commitish: str) -> str | None:
-    """Return the commit a draft's `target_commitish` names (a SHA or a branch), or None."""
-    if _SHA.fullmatch(commitish):
-        return commitish
-    try:
-        ref = await gh.getitem(f"/repos/{repository}/git/ref/heads/{quote(commitish, safe='/')}")
-    except NotFound:
-        return None
-    sha = str((ref.get("object") or {}).get("sha") or "")
-    return sha if _SHA.fullmatch(sha) else None
-
-
-async def release_commit(gh: GitHubClient, repository: str, release: ReleaseInfo) -> str | None:
-    """The commit to report on: the tag's, else (a draft's tag may not exist yet) the target's."""
-    sha = await resolve_tag(gh, repository, release.tag_name)
-    if sha is None and release.target_commitish:
-        sha = await resolve_commitish(gh, repository, release.target_commitish)
-    return sha
+    tag_wait: float = 30.0
+    """Seconds before looking again when a published release's tag cannot be found yet."""
 
 
 @dataclass(slots=True)
@@ -180,6 +97,9 @@ class _Scanned:
     retained_id: str | None = None
     note: str | None = None
     """Said in the check run when keeping a failing asset did not succeed."""
+    check_run_url: str | None = None
+    retained_all: bool = False
+    """Every artifact with an error-level finding was kept (what `on_failure: delete` needs)."""
 
 
 class ReleaseChecks:
@@ -209,9 +129,9 @@ class ReleaseChecks:
         """Complete the check run with the failure, and fail closed on the release.
 
         Assets that could not be checked are treated as assets that fail: a published release
-        goes back to draft (unless `release.on_failure: none`), as a failing one does, so an
-        outage never lets an unchecked release stay public. When GitHub does not let the
-        release be edited either, the check run says so and a maintainer decides.
+        is held back as `release.on_failure` says (unless `none`), as a failing one is, so an
+        outage never lets an unchecked release stay public unnoticed. When GitHub does not let
+        the release be edited either, the check run says so and a maintainer decides.
         """
         try:
             gh = await self._app.installation(job.installation_id)
@@ -224,7 +144,7 @@ class ReleaseChecks:
                     await ctx.audit("reporting", f"no commit to report the failure on: {reason}")
                     return
                 check_run_id = await self._check_run(gh, job, ctx, sha, release)
-            lead = await self._block_unchecked(gh, job, ctx, release, sha)
+            lead = await self._block_unchecked(gh, job, ctx, release, sha, check_run_id)
             update = with_lead(
                 output.could_not_finish(
                     reason=reason,
@@ -245,8 +165,9 @@ class ReleaseChecks:
         ctx: JobContext,
         release: ReleaseInfo | None,
         sha: str | None,
+        check_run_id: int,
     ) -> str:
-        """Move an unchecked release back to draft as the config says; return the lead."""
+        """Hold back an unchecked release as the config says; return the lead."""
         tag = output.md_code(str(job.details.get("tag_name")))
         if release is None:
             return f"Release {tag} has been deleted since: nothing is left to hold back."
@@ -258,17 +179,21 @@ class ReleaseChecks:
                 config = await load_repo_config(gh, job.repository, sha)
                 if config.error is None:
                     on_failure = config.policy.release.on_failure
-            blocked = await self._block(
-                gh, job, ctx, release, on_failure, "its assets could not be checked"
+            why = "its assets could not be checked"
+            failing = Failing(
+                why=why,
+                findings=f"- {why}: release-guard could not finish scanning them.",
+                check_run_url=await self._check_run_url(gh, job, check_run_id, None),
             )
+            blocked = await self._block(gh, job, ctx, release, on_failure, failing)
         except GitHubError as exc:
             await ctx.audit(
                 "blocking", f"the release could not be held back either: {exc}", action="failed"
             )
             return (
                 f"Release {tag} was left as it is: release-guard could neither check its assets "
-                "nor edit it. If it is published and must not stay public unchecked, edit it "
-                "to a draft."
+                f"nor act on the release ({output.md_escape(str(exc), limit=300)}). If it is "
+                "published and must not stay public unchecked, edit it to a draft."
             )
         return blocked.lead
 
@@ -279,8 +204,16 @@ class ReleaseChecks:
         release = await get_release(gh, repository, _release_id(job))
         if release is None:
             await ctx.audit("resolving", "the release was deleted before it could be scanned")
+            if ctx.check_run_id is not None:  # an earlier attempt had begun: finish its run
+                await publish(gh, repository, ctx.check_run_id, _deleted(job))
             return "release deleted: nothing to scan"
         sha = await release_commit(gh, repository, release)
+        if sha is None and not release.draft and not ctx.last_attempt:
+            # GitHub creates the tag when it publishes; a moment later it may not be seen yet.
+            raise RetryLater(
+                f"the tag {release.tag_name!r} of the published release is not found yet",
+                delay=self._options.tag_wait,
+            )
         if sha is None:
             await ctx.audit(
                 "resolving",
@@ -300,9 +233,13 @@ class ReleaseChecks:
         context = output.SummaryContext(head_sha=sha, job_id=str(job.id))
         if config.error is not None:
             # Fail closed: a config that cannot be read cannot say `on_failure: none`.
-            blocked = await self._block(
-                gh, job, ctx, release, OnFailure.DRAFT, "its release-guard configuration is invalid"
+            why = "its release-guard configuration is invalid"
+            failing = Failing(
+                why=why,
+                findings=f"- {output.md_escape(str(config.error), limit=500)}",
+                check_run_url=await self._check_run_url(gh, job, check_run_id, None),
             )
+            blocked = await self._block(gh, job, ctx, release, OnFailure.DRAFT, failing)
             await ctx.audit("reporting", f"invalid configuration: {config.error}")
             update = with_lead(output.invalid_config(config.error, context=context), blocked.lead)
             await publish(gh, repository, check_run_id, update)
@@ -449,8 +386,18 @@ class ReleaseChecks:
             [output.SkippedArtifact(a.name, "deleted from the release") for a in found.gone]
             + [output.SkippedArtifact(a.name, "expired (workflow artifact)") for a in built.expired]
         )
+        failing_names = {
+            a.name
+            for a in report.artifacts
+            if any(f.severity is Severity.ERROR for f in a.findings)
+        }
         return _Scanned(
-            report=report, skipped=skipped, retained_id=keeper.retained_id, note=keeper.note
+            report=report,
+            skipped=skipped,
+            retained_id=keeper.retained_id,
+            note=keeper.note,
+            check_run_url=keeper.check_run_url,
+            retained_all=bool(failing_names) and failing_names <= keeper.kept_names,
         )
 
     async def _report(
@@ -469,11 +416,20 @@ class ReleaseChecks:
         if report.conclusion is Conclusion.FAILURE:
             errors = report.summary["error"]
             why = f"its assets have {errors} error-level finding{'s' if errors != 1 else ''}"
+            failing = Failing(
+                why=why,
+                findings=_findings_markdown(report),
+                retained_id=scanned.retained_id,
+                fully_retained=scanned.retained_all,
+                check_run_url=await self._check_run_url(
+                    gh, job, check_run_id, scanned.check_run_url
+                ),
+            )
             blocked = await self._block(
-                gh, job, ctx, release, config.policy.release.on_failure, why
+                gh, job, ctx, release, config.policy.release.on_failure, failing
             )
         else:
-            blocked = _Blocked(
+            blocked = Blocked(
                 f"Release {output.md_code(release.tag_name)} ({release.state}): nothing in its "
                 "assets blocks it; release-guard left it as it is.",
                 f"{release.shown_tag} ({release.state}): ",
@@ -512,78 +468,21 @@ class ReleaseChecks:
         ctx: JobContext,
         release: ReleaseInfo,
         on_failure: OnFailure,
-        why: str,
-    ) -> _Blocked:
-        """Do what the config says with a failing release, and say what was done."""
-        tag = output.md_code(release.tag_name)
-        live = await get_release(gh, job.repository, release.id)
-        if live is None:
-            await ctx.audit("blocking", f"the release fails ({why}) but was deleted meanwhile")
-            return _Blocked(
-                f"**Release {tag} fails** because {why}; it has been deleted since.",
-                f"{release.shown_tag} (deleted): ",
-            )
-        if live.draft:
-            await ctx.audit(
-                "blocking", f"the release fails ({why}); it is a draft: left a draft", action="none"
-            )
-            return _Blocked(
-                f"**Release {tag} fails** because {why}. It is a draft and stays one: fix what "
-                "the findings below point at, replace the assets, and publish it once this "
-                "check passes.",
-                f"{live.shown_tag} (draft): ",
-            )
-        if on_failure is OnFailure.NONE:
-            await ctx.audit(
-                "blocking",
-                f"the release fails ({why}); left {live.state}: release.on_failure is none",
-                release_id=live.id,
-                action="none",
-            )
-            return _Blocked(
-                f"**Release {tag} fails** because {why}, and it is still {live.state}: "
-                "`release.on_failure: none` asks release-guard only to report. Anyone can "
-                "download these assets.",
-                f"{live.shown_tag} ({live.state}): ",
-            )
-        try:
-            # https://docs.github.com/en/rest/releases/releases#update-a-release
-            await gh.patch(f"/repos/{job.repository}/releases/{live.id}", data={"draft": True})
-        except (PermissionMissing, NotFound, ValidationFailed) as exc:
-            await ctx.audit(
-                "blocking",
-                f"the release fails ({why}) but could not be moved back to draft: {exc}",
-                release_id=live.id,
-                action="failed",
-            )
-            return _Blocked(
-                f"**Release {tag} fails** because {why}, and it is still {live.state}: "
-                "release-guard could not move it back to draft "
-                f"({output.md_escape(str(exc), limit=300)}). Grant the App `contents: write`, "
-                "or edit the release to a draft yourself.",
-                f"{live.shown_tag} ({live.state}): ",
-            )
-        await ctx.audit(
-            "blocking",
-            f"the release fails ({why}): moved back to draft (it was {live.state})",
-            release_id=live.id,
-            action="draft",
+        failing: Failing,
+    ) -> Blocked:
+        """Do what the config says with a failing release (`release_blocking`)."""
+        creator = f"{await self._app.slug()}[bot]"
+        return await Blocker(gh, job, ctx, creator=creator).block(release, on_failure, failing)
+
+    async def _check_run_url(
+        self, gh: GitHubClient, job: Job, check_run_id: int, known: str | None
+    ) -> str | None:
+        """The check run's page, for the issue: known from the scan, else from an update."""
+        if known:
+            return known
+        return await publish(
+            gh, job.repository, check_run_id, progress_update("deciding what to do")
         )
-        return _Blocked(
-            f"**Release {tag} was moved back to draft** because {why}. It is no longer "
-            "public; its assets were kept as they were (release-guard never deletes a release "
-            "or an asset). Fix what the findings below point at, replace the assets, and "
-            "publish it again: release-guard scans it again when it is published.",
-            f"{live.shown_tag} moved back to draft: ",
-        )
-
-
-@dataclass(frozen=True, slots=True)
-class _Blocked:
-    """What was done with a release: the check run's lead paragraph and title prefix."""
-
-    lead: str
-    title_prefix: str
 
 
 def _release_id(job: Job) -> int:
@@ -591,6 +490,32 @@ def _release_id(job: Job) -> int:
     if not isinstance(value, int):
         raise ValueError(f"job {job.id} names no release")
     return value
+
+
+def _deleted(job: Job) -> output.CheckRunUpdate:
+    tag = output.md_code(str(job.details.get("tag_name")))
+    return output.CheckRunUpdate(
+        status="completed",
+        conclusion="neutral",
+        output=output.CheckOutput(
+            title="Release deleted",
+            summary=f"Release {tag} was deleted while release-guard was checking it: nothing "
+            "of it is public any more, and nothing is left to scan.",
+        ),
+    )
+
+
+def _findings_markdown(report: Report) -> str:
+    """The first error findings as a Markdown list (the issue's "What was found")."""
+    errors = [f for f in report.findings if f.severity is Severity.ERROR]
+    lines = [
+        f"- {output.md_code(f.rule.value)} in {output.md_code(f.path, limit=200)}: "
+        f"{output.md_escape(f.message, limit=300)}"
+        for f in errors[:_FINDINGS_IN_ISSUE]
+    ]
+    if len(errors) > _FINDINGS_IN_ISSUE:
+        lines.append(f"- and {len(errors) - _FINDINGS_IN_ISSUE} more error-level findings")
+    return "\n".join(lines) or "- no error-level finding was recorded"
 
 
 def _no_assets(

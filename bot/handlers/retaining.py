@@ -86,6 +86,11 @@ class Keeper:
         return retained_ids(self.refs)
 
     @property
+    def kept_names(self) -> set[str]:
+        """The artifacts and assets stored and verified (what `on_failure: delete` needs)."""
+        return {ref.artifact_name for ref in self.refs if ref.kept}
+
+    @property
     def note(self) -> str | None:
         """A sentence for the check run when a retention failed, else None."""
         return retention_note(self.refs)
