@@ -223,6 +223,8 @@ def test_release_and_comments() -> None:
     assert policy.release == ReleaseSettings(OnFailure.NONE, scan_workflow_artifacts=True)
     assert policy.comments.prefix == "/guard.v2"
     assert load("release: {on_failure: draft}\n").release.on_failure is OnFailure.DRAFT
+    assert load("release: {on_failure: issue}\n").release.on_failure is OnFailure.ISSUE
+    assert load("release: {on_failure: delete}\n").release.on_failure is OnFailure.DELETE
 
 
 def test_release_and_comments_layer_key_by_key() -> None:
@@ -303,10 +305,22 @@ ERRORS = [
     ("deny_exceptions: x.pem\n", 1, "deny_exceptions must be a list of paths"),
     # release and comments
     ("release: draft\n", 1, "release must be a mapping (on_failure, scan_workflow_artifacts)"),
-    ("release:\n  on_failure: delete\n", 2, "release.on_failure must be draft or none, not 'd"),
+    (
+        "release:\n  on_failure: remove\n",
+        2,
+        "release.on_failure must be draft or issue or delete or none, not 'r",
+    ),
     ("release:\n  on_failure: drafts\n", 2, "not 'drafts' (did you mean 'draft'?)"),
-    ("release:\n  on_failure: off\n", 2, "must be draft or none, not true/false (off)"),
-    ("release:\n  on_failure:\n", 2, "must be draft or none, not an empty value"),
+    (
+        "release:\n  on_failure: off\n",
+        2,
+        "must be draft or issue or delete or none, not true/false (off)",
+    ),
+    (
+        "release:\n  on_failure:\n",
+        2,
+        "must be draft or issue or delete or none, not an empty value",
+    ),
     ("release:\n  scan_workflow_artifacts: 1\n", 2, "must be true or false, not an integer (1)"),
     ("release:\n  scan_workflow_artifacts: 'yes'\n", 2, "must be true or false, not a string"),
     ("comments: /rg\n", 1, "comments must be a mapping (prefix), not a string"),
