@@ -1,4 +1,3 @@
-# syntax=docker/dockerfile:1
 # release-guard as a container image: the GitHub App's `serve` (webhooks + embedded worker).
 #
 #   docker build -t release-guard .
@@ -7,26 +6,37 @@
 # Two stages: the builder has the build tools and turns the project and every dependency into
 # wheels; the final image installs those wheels and nothing else (no compiler, no build
 # tools, no source tree), and runs as an unprivileged user.
+#
+# BASE_IMAGE is any Debian-like image with Python 3.11+ and its venv module (python3 -m venv):
+# `python:3.12-slim` by default; `.ci/image` builds on a local Debian base made with
+# debootstrap, since no container registry is reachable where this project is tested.
+# (No `# syntax=` line: it would make BuildKit fetch a Dockerfile frontend from a registry.)
+ARG BASE_IMAGE=python:3.12-slim
 
-FROM python:3.12-slim AS builder
+FROM ${BASE_IMAGE} AS builder
 RUN apt-get update \
     && apt-get install -y --no-install-recommends build-essential \
     && rm -rf /var/lib/apt/lists/*
 WORKDIR /src
 # .dockerignore lets in only what the package is built from (never .env, keys or data).
 COPY . .
-RUN python -m pip wheel --no-cache-dir --wheel-dir /wheels .
+RUN python3 -m pip wheel --no-cache-dir --wheel-dir /wheels .
 
-FROM python:3.12-slim AS runtime
+FROM ${BASE_IMAGE} AS runtime
 ENV PYTHONDONTWRITEBYTECODE=1 \
     PYTHONUNBUFFERED=1 \
+    PATH=/opt/release-guard/bin:$PATH \
     DATA_DIR=/data \
     HOST=0.0.0.0 \
     PORT=3000 \
     LOG_FORMAT=json
-# The wheels come in through a bind mount, so they never become a layer of this image.
+# The wheels come in through a bind mount, so they never become a layer of this image. They go
+# into their own virtual environment: the base's Python stays as it was (Debian's refuses
+# installs into it, PEP 668), and the environment's bin/ leads PATH.
 RUN --mount=type=bind,from=builder,source=/wheels,target=/wheels \
-    python -m pip install --no-cache-dir --no-index --find-links=/wheels release-guard \
+    python3 -m venv /opt/release-guard \
+    && /opt/release-guard/bin/python -m pip install --no-cache-dir --no-index \
+        --find-links=/wheels release-guard \
     && groupadd --system --gid 10001 release-guard \
     && useradd --system --uid 10001 --gid 10001 --no-create-home --shell /usr/sbin/nologin \
         release-guard \

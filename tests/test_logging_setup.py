@@ -17,6 +17,7 @@ from bot.ops.logs import (
     log_context,
     mask_secrets,
     register_secret,
+    revealing,
 )
 
 log = logging.getLogger("tests.logging")
@@ -120,6 +121,42 @@ def test_pem_keys_are_masked_whole_and_line_by_line() -> None:
     header = "-----BEGIN " + "PRIVATE KEY-----"  # split: no key-shaped text is committed
     assert mask_secrets(header) == header
     assert MASK in mask_secrets(pem.replace("\n", "\\n"))
+
+
+def test_one_record_may_reveal_a_secret_to_the_operator() -> None:
+    """The setup token's start-up line shows it; no other record, field or traceback does."""
+    token = "setup-token-0123456789abcdef"
+    stream = io.StringIO()
+    configure_logging(fmt="json", stream=stream, secrets=["hunter2-webhook-secret"])
+    register_secret(token)
+    log.warning(
+        "open http://localhost:3000/?token=%s (not %s)",
+        token,
+        "hunter2-webhook-secret",
+        extra={"url": f"/?token={token}", **revealing(token)},
+    )
+    log.info("later: %s", token)
+    try:
+        raise RuntimeError(f"refused {token}")
+    except RuntimeError:
+        log.exception("failed", extra=revealing("something-else-entirely"))
+    first, later, failed = _json_lines(stream)
+    assert first["message"] == f"open http://localhost:3000/?token={token} (not {MASK})"
+    assert first["url"] == f"/?token={MASK}"  # only the message is spared
+    assert set(first) == {"time", "level", "logger", "message", "url"}  # no field of its own
+    assert later["message"] == f"later: {MASK}"
+    assert token not in str(failed["exc"]) and MASK in str(failed["exc"])
+    assert stream.getvalue().count(token) == 1
+
+
+def test_revealing_never_cuts_a_longer_secret_apart() -> None:
+    register_secret("outer-secret-with-inner-token-inside")
+    register_secret("inner-token")
+    stream = io.StringIO()
+    configure_logging(fmt="json", stream=stream)
+    log.warning("%s", "outer-secret-with-inner-token-inside", extra=revealing("inner-token"))
+    [line] = _json_lines(stream)
+    assert line["message"] == MASK
 
 
 def test_short_values_are_not_masked() -> None:

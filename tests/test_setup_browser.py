@@ -1,5 +1,7 @@
-"""Register the App end to end in headless Chromium: `serve` without APP_ID, the setup page,
-the GitHub double's "Create GitHub App" page, back to the callback, on to the installation page.
+"""Register the App end to end in headless Chromium: `serve` without APP_ID, the setup page
+refusing a browser without the setup token, then opened at the address the start-up log line
+gives, the GitHub double's "Create GitHub App" page, back to the callback, on to the
+installation page.
 
 Chromium is Debian's `chromium` package, driven by Playwright for Python with
 `executable_path` (Playwright's own browser download is never used). Without either, the test
@@ -10,7 +12,9 @@ Screenshots for a person to look at go to `build/screenshots/` (or RELEASE_GUARD
 from __future__ import annotations
 
 import asyncio
+import io
 import json
+import logging
 import os
 import shutil
 import socket
@@ -23,7 +27,7 @@ import pytest
 
 from bot.app.serve import serve
 from bot.double.server import GitHubDouble
-from bot.ops.logs import forget_secrets
+from bot.ops.logs import configure_logging, forget_secrets
 from bot.secrets import PrivateKey
 from bot.settings import Settings, read_dotenv
 from tests.apphelpers import wait_until, webhook_headers
@@ -72,11 +76,32 @@ def _forget_registered_secrets() -> Iterator[None]:
     forget_secrets()
 
 
+def _setup_address(log: io.StringIO) -> str:
+    """The address the start-up log line tells the operator to open (it carries the token)."""
+    for line in log.getvalue().splitlines():
+        message = json.loads(line)["message"]
+        if "?token=" in message:
+            address: str = message.split("open ", 1)[1].split(" ", 1)[0]
+            return address
+    raise AssertionError("serve printed no setup address")
+
+
 @pytest.mark.asyncio
 async def test_register_install_and_serve_in_chromium(
     ghdouble: GitHubDouble, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     _browser_or_skip()
+    log = io.StringIO()
+    handler = configure_logging(level="info", fmt="json", stream=log)
+    try:
+        await _register_install_and_serve(ghdouble, tmp_path, monkeypatch, log)
+    finally:
+        logging.getLogger().removeHandler(handler)
+
+
+async def _register_install_and_serve(
+    ghdouble: GitHubDouble, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, log: io.StringIO
+) -> None:
     from playwright.async_api import async_playwright
 
     monkeypatch.chdir(tmp_path)
@@ -104,9 +129,22 @@ async def test_register_install_and_serve_in_chromium(
                 executable_path=CHROMIUM, args=CHROMIUM_ARGS, headless=True
             )
             try:
+                # Whoever reaches the server without the token gets nothing to click.
+                stranger = await browser.new_page()
+                refused = await stranger.goto(base + "/")
+                assert refused is not None and refused.status == 403
+                assert await stranger.title() == "Setup token required"
+                assert await stranger.locator("#register").count() == 0
+                await stranger.screenshot(path=SCREENSHOTS / "setup-0-no-token.png")
+                await stranger.close()
+
                 page = await browser.new_page()
-                await page.goto(base + "/")
+                address = _setup_address(log)
+                assert address.startswith(base + "/?token=")
+                await page.goto(address)
+                assert page.url == base + "/"  # the token left the address bar
                 assert await page.title() == "Register release-guard as a GitHub App"
+                assert str(tmp_path) not in await page.content()
                 await page.screenshot(path=SCREENSHOTS / "setup-1-page.png", full_page=True)
 
                 await page.check("input[name=owner][value=organization]")
@@ -165,7 +203,12 @@ async def test_register_install_and_serve_in_chromium(
         await asyncio.wait_for(server, timeout=20)
 
     shots = sorted(p.name for p in SCREENSHOTS.glob("setup-*.png"))
-    assert shots == ["setup-1-page.png", "setup-2-github.png", "setup-3-install.png"]
+    assert shots == [
+        "setup-0-no-token.png",
+        "setup-1-page.png",
+        "setup-2-github.png",
+        "setup-3-install.png",
+    ]
     assert all((SCREENSHOTS / name).stat().st_size > 1000 for name in shots)
     print(f"screenshots: {SCREENSHOTS}")
 

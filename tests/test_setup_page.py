@@ -6,7 +6,9 @@ from __future__ import annotations
 
 import asyncio
 import html
+import io
 import json
+import logging
 import os
 import socket
 import stat
@@ -24,6 +26,7 @@ from bot.app.serve import serve
 from bot.app.setup_page import (
     CALLBACK_PATH,
     STATE_COOKIE,
+    TOKEN_COOKIE,
     Registration,
     SetupError,
     SetupPage,
@@ -33,9 +36,10 @@ from bot.app.setup_page import (
     make_setup_app,
     public_url_of,
     save_credentials,
+    shown_path,
 )
 from bot.double.server import GitHubDouble
-from bot.ops.logs import forget_secrets
+from bot.ops.logs import MASK, configure_logging, forget_secrets
 from bot.secrets import PrivateKey, Secret
 from bot.settings import Settings, SettingsError, read_dotenv
 from tests.apphelpers import wait_until, webhook_headers
@@ -43,6 +47,7 @@ from tests.apphelpers import wait_until, webhook_headers
 pytest_plugins = ["tests.ghdouble.fixtures"]
 
 APP_YML = Path(__file__).parents[1] / "app.yml"
+TOKEN = "setup-token-for-the-tests-0123456789"
 
 
 def free_port() -> int:
@@ -195,11 +200,13 @@ def test_a_new_env_file_is_created_private(
 
 
 class _Setup:
-    """A running setup page: its address, its .env, and the registrations it reported."""
+    """A running setup page: its address, its .env, its token and the registrations it
+    reported."""
 
-    def __init__(self, base: str, env: Path) -> None:
+    def __init__(self, base: str, env: Path, token: str = TOKEN) -> None:
         self.base = base
         self.env = env
+        self.token = token
         self.registered: list[Registration] = []
 
 
@@ -217,6 +224,7 @@ async def setup_server(ghdouble: GitHubDouble, tmp_path: Path) -> AsyncIterator[
             env_file=tmp_path / ".env",
             session=session,
             on_registered=setup.registered.append,
+            token=TOKEN,
         )
         runner = aiohttp.web.AppRunner(make_setup_app(page), access_log=None)
         await runner.setup()
@@ -233,12 +241,20 @@ def _client() -> aiohttp.ClientSession:
     return aiohttp.ClientSession(cookie_jar=aiohttp.CookieJar(unsafe=True))
 
 
+async def _open_with_token(client: aiohttp.ClientSession, setup: _Setup) -> str:
+    """Open the address the start-up log line gives; return the form it lands on."""
+    async with client.get(setup.base + "/", params={"token": setup.token}) as page:
+        assert page.status == 200
+        assert page.url == URL(setup.base + "/")  # the token left the address
+        assert [r.status for r in page.history] == [303]
+        return await page.text()
+
+
 async def _to_github(
     client: aiohttp.ClientSession, setup: _Setup, form: dict[str, str] | None = None
 ) -> tuple[URL, dict[str, str]]:
     """Post the setup form; return where the 307 sends the browser, and the form it re-posts."""
-    async with client.get(setup.base + "/") as page:
-        text = await page.text()
+    text = await _open_with_token(client, setup)
     manifest = text.split('name="manifest" value="', 1)[1].split('"', 1)[0]
     fields = {"manifest": html.unescape(manifest), "owner": "user", **(form or {})}
     async with client.post(setup.base + "/setup/start", data=fields, allow_redirects=False) as r:
@@ -311,9 +327,12 @@ async def test_form_start_github_callback_env_and_install(
     assert stat.S_IMODE(setup_server.env.stat().st_mode) == 0o600
     assert [r.app_id for r in setup_server.registered] == [ghdouble.app_id]
 
-    async with _client() as client, client.get(setup_server.base + "/") as after:
-        assert after.status == 410
-        assert "Register the GitHub App" not in await after.text()
+    async with _client() as client:
+        async with client.get(setup_server.base + "/") as stranger:
+            assert stranger.status == 403  # the done page is the operator's too
+        async with client.get(setup_server.base + "/", params={"token": TOKEN}) as after:
+            assert after.status == 410
+            assert "Register the GitHub App" not in await after.text()
 
 
 @pytest.mark.asyncio
@@ -325,9 +344,15 @@ async def test_a_callback_without_this_browsers_state_is_refused(
         callback = await _through_github(client, target, fields)
     # Another browser (no cookie) brings the same code and state: a login CSRF.
     async with _client() as stranger, stranger.get(callback, allow_redirects=False) as answer:
-        assert answer.status == 400
+        assert answer.status == 403
+    # Even one that holds the setup token, but not this browser's state.
+    async with _client() as stranger:
+        await _open_with_token(stranger, setup_server)
+        async with stranger.get(callback, allow_redirects=False) as answer:
+            assert answer.status == 400
     # A made-up state, even with a matching cookie, is refused too.
     async with _client() as forger:
+        await _open_with_token(forger, setup_server)
         forger.cookie_jar.update_cookies({STATE_COOKIE: "made-up"}, URL(setup_server.base))
         forged = callback.update_query(state="made-up")
         async with forger.get(forged, allow_redirects=False) as answer:
@@ -354,38 +379,130 @@ async def test_a_used_code_is_an_error_page_and_nothing_is_saved(
 
 @pytest.mark.asyncio
 async def test_a_bad_organisation_name_shows_the_form_again(setup_server: _Setup) -> None:
-    async with (
-        _client() as client,
-        client.post(
+    async with _client() as client:
+        await _open_with_token(client, setup_server)
+        async with client.post(
             setup_server.base + "/setup/start",
             data={"manifest": "{}", "owner": "organization", "organization": "-bad/../x"},
             allow_redirects=False,
-        ) as answer,
-    ):
-        assert answer.status == 400
-        text = await answer.text()
+        ) as answer:
+            assert answer.status == 400
+            text = await answer.text()
     assert "organisation" in text and 'value="-bad/../x"' in text
 
 
 @pytest.mark.asyncio
 async def test_a_loopback_address_is_flagged(setup_server: _Setup) -> None:
-    async with _client() as client, client.get(setup_server.base + "/") as page:
-        text = await page.text()
-        assert page.headers["Cache-Control"] == "no-store"
+    async with _client() as client:
+        await _open_with_token(client, setup_server)
+        async with client.get(setup_server.base + "/") as page:
+            text = await page.text()
+            assert page.headers["Cache-Control"] == "no-store"
     assert "GitHub cannot deliver webhooks there" in text
     assert "PUBLIC_URL" in text
+
+
+# -- the setup token ----------------------------------------------------------------------------
+
+
+@pytest.mark.asyncio
+async def test_without_the_setup_token_nothing_is_served(
+    setup_server: _Setup, ghdouble: GitHubDouble
+) -> None:
+    async with _client() as client:
+        for params in ({}, {"token": "wrong-" + TOKEN}, {"token": ""}, {"token": TOKEN[:-1]}):
+            async with client.get(setup_server.base + "/", params=params) as page:
+                assert page.status == 403
+                text = await page.text()
+            assert "setup token" in text
+            assert 'name="manifest"' not in text and "hook_attributes" not in text
+        assert not [c for c in client.cookie_jar if c.key == TOKEN_COOKIE]
+        # A forged cookie is no better than none.
+        client.cookie_jar.update_cookies({TOKEN_COOKIE: "forged-token-value-xyz"})
+        async with client.get(setup_server.base + "/") as page:
+            assert page.status == 403
+        # Posting the form straight away is refused before GitHub is ever named.
+        async with client.post(
+            setup_server.base + "/setup/start",
+            data={"manifest": "{}", "owner": "user"},
+            allow_redirects=False,
+        ) as answer:
+            assert answer.status == 403
+            assert "Location" not in answer.headers
+    assert not ghdouble.pages.registrations and not setup_server.env.exists()
+
+
+@pytest.mark.asyncio
+async def test_the_token_moves_to_a_private_cookie(setup_server: _Setup) -> None:
+    async with (
+        _client() as client,
+        client.get(
+            setup_server.base + "/", params={"token": TOKEN}, allow_redirects=False
+        ) as answer,
+    ):
+        assert answer.status == 303 and answer.headers["Location"] == "/"
+        assert answer.headers["Cache-Control"] == "no-store"
+        cookie = answer.cookies[TOKEN_COOKIE]
+        assert cookie.value == TOKEN
+        assert cookie["httponly"] and cookie["samesite"] == "Lax" and cookie["path"] == "/"
+        assert not cookie["secure"]  # plain http on loopback; https sets it
+
+
+def test_a_short_token_is_refused(tmp_path: Path) -> None:
+    with pytest.raises(ValueError, match="16"):
+        SetupPage(
+            Settings.for_data_dir(tmp_path),
+            manifest={"name": "x"},
+            manifest_file="app.yml",
+            env_file=tmp_path / ".env",
+            session=None,  # type: ignore[arg-type]  # refused before it is used
+            on_registered=lambda _: None,
+            token="short",
+        )
+
+
+def test_pages_name_files_relative_to_the_working_directory(tmp_path: Path) -> None:
+    (tmp_path / "conf").mkdir()
+    assert shown_path(tmp_path / "app.yml", tmp_path) == "app.yml"
+    assert shown_path(tmp_path / "conf" / "app.yml", tmp_path) == "conf/app.yml"
+    assert shown_path(APP_YML, tmp_path) == "app.yml (release-guard's own)"
 
 
 # -- serve without APP_ID -------------------------------------------------------------------------
 
 
+@pytest.fixture
+def log_lines() -> Iterator[io.StringIO]:
+    """What `serve` logs, as JSON lines, through the logging set-up it runs with."""
+    stream = io.StringIO()
+    handler = configure_logging(level="info", fmt="json", stream=stream)
+    try:
+        yield stream
+    finally:
+        logging.getLogger().removeHandler(handler)
+
+
+def token_from_log(stream: io.StringIO) -> tuple[str, str]:
+    """The setup address and token from the start-up line, as an operator reads them."""
+    for line in stream.getvalue().splitlines():
+        message = json.loads(line)["message"]
+        if "?token=" in message:
+            address = message.split("open ", 1)[1].split(" ", 1)[0]
+            return address, URL(address).query["token"]
+    raise AssertionError("no start-up line with the setup token")
+
+
 @pytest.mark.asyncio
 async def test_serve_registers_then_serves_webhooks(
-    ghdouble: GitHubDouble, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    ghdouble: GitHubDouble,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    log_lines: io.StringIO,
 ) -> None:
     monkeypatch.chdir(tmp_path)
     for name in ("APP_ID", "PRIVATE_KEY", "PRIVATE_KEY_PATH", "WEBHOOK_SECRET"):
         monkeypatch.delenv(name, raising=False)
+    (tmp_path / "app.yml").write_text(APP_YML.read_text())
     port = free_port()
     settings = Settings.for_data_dir(
         tmp_path / "data",
@@ -399,10 +516,17 @@ async def test_serve_registers_then_serves_webhooks(
     base = f"http://127.0.0.1:{port}"
     try:
         await wait_until(lambda: _listening(port), timeout=10)
-        setup = _Setup(base, tmp_path / ".env")
+        address, token = token_from_log(log_lines)
+        assert address == f"http://127.0.0.1:{port}/?token={token}" and len(token) >= 32
+        setup = _Setup(base, tmp_path / ".env", token)
         async with _client() as client:
             async with client.get(base + "/metrics") as metrics:
                 assert metrics.status == 404  # the setup page serves nothing else
+            async with client.get(base + "/") as refused:
+                assert refused.status == 403
+            form = await _open_with_token(client, setup)
+            # The manifest is named as the working directory's, not by its absolute path.
+            assert "<code>app.yml</code>" in form and str(tmp_path) not in form
             target, fields = await _to_github(client, setup)
             callback = await _through_github(client, target, fields)
             async with client.get(callback, allow_redirects=False) as answer:
@@ -427,9 +551,17 @@ async def test_serve_registers_then_serves_webhooks(
         await wait_until(delivered, timeout=10)
         async with aiohttp.ClientSession() as session, session.get(base + "/") as gone:
             assert gone.status == 404  # nothing of the setup page once credentials exist
+        # The token is a secret like the others: any later record that carries it masks it.
+        logging.getLogger("tests.setup").warning("a careless line: %s", address)
     finally:
         stop.set()
         await asyncio.wait_for(server, timeout=20)
+    lines = log_lines.getvalue().splitlines()
+    showing = [line for line in lines if token in line]
+    assert len(showing) == 1 and "APP_ID is not set" in showing[0]
+    assert json.loads(showing[0]).keys() == {"time", "level", "logger", "message", "host", "port"}
+    careless = [json.loads(line) for line in lines if "a careless line" in line]
+    assert careless[0]["message"] == f"a careless line: http://127.0.0.1:{port}/?token={MASK}"
 
 
 def _listening(port: int) -> bool:

@@ -16,6 +16,14 @@ as Probot apps do it:
    its private key and its webhook secret are written to `.env` (mode 600, other lines kept).
    The browser goes on to `{html_url}/installations/new` to install the App.
 
+Nobody but the operator may use the page: whoever registers first would put their own App's
+credentials into this server's `.env`. So `serve` makes a random setup token at start and
+prints it once, in the address to open (`http://host:3000/?token=…`), as Jupyter and Grafana
+do; the page answers 403 without it. The token moves from the address to a cookie at once
+(the browser is sent back to `/` without it, so it does not linger in the address bar or the
+history), and every step (the form, `/setup/start`, the callback) checks that cookie. The
+token is a registered secret: the start-up line is the one record that shows it.
+
 Once the App is registered, `serve` stops this application and starts the real one on the same
 address with the new credentials: the setup page is never served again, and the first
 deliveries of the new installation find the App already listening.
@@ -44,7 +52,7 @@ import yaml
 from aiohttp import web
 
 from bot import __version__
-from bot.ops.logs import register_secret
+from bot.ops.logs import register_secret, revealing
 from bot.secrets import PrivateKey, Secret
 from bot.settings import REGISTER_HELP, Settings, SettingsError
 
@@ -54,6 +62,9 @@ PAGE_PATH: Final = "/"
 START_PATH: Final = "/setup/start"
 CALLBACK_PATH: Final = "/setup/callback"
 STATE_COOKIE: Final = "release_guard_setup"
+TOKEN_PARAM: Final = "token"
+TOKEN_COOKIE: Final = "release_guard_setup_token"
+TOKEN_BYTES: Final = 24  # 192 random bits, 32 URL-safe characters
 STATE_TTL: Final = 3600.0  # GitHub's manifest codes last an hour too
 MAX_PENDING: Final = 64
 MANIFEST_FILE: Final = "app.yml"
@@ -88,6 +99,25 @@ class Registration:
 
 
 # -- the manifest -------------------------------------------------------------------------------
+
+
+def new_setup_token() -> str:
+    """Return a fresh setup token, registered as a secret so that the logs mask it."""
+    token = secrets.token_urlsafe(TOKEN_BYTES)
+    register_secret(token)
+    return token
+
+
+def shown_path(path: Path, cwd: Path) -> str:
+    """How a page names `path`: relative to the working directory, never as an absolute path.
+
+    A file outside the working directory (the source checkout's own `app.yml`) is named by
+    its file name alone: the page must not map the server's file system.
+    """
+    try:
+        return str(path.absolute().relative_to(cwd.absolute()))
+    except ValueError:
+        return f"{path.name} (release-guard's own)"
 
 
 def find_manifest(cwd: Path) -> Path | None:
@@ -413,12 +443,18 @@ class SetupPage:
         env_file: Path,
         session: aiohttp.ClientSession,
         on_registered: Callable[[Registration], None],
+        token: str,
+        env_file_shown: str = ".env",
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
+        if len(token) < 16:
+            raise ValueError("a setup token needs at least 16 characters")
         self._settings = settings
         self._manifest = manifest
         self._manifest_file = manifest_file
         self._env_file = env_file
+        self._env_file_shown = env_file_shown
+        self._token = token
         self._session = session
         self._on_registered = on_registered
         self._clock = clock
@@ -426,10 +462,53 @@ class SetupPage:
         self._lock = asyncio.Lock()
         self.registered: Registration | None = None
 
+    # -- the setup token ---------------------------------------------------------------------
+
+    def _holds_token(self, request: web.Request) -> bool:
+        """Tell whether the browser shows this server's setup token in its cookie."""
+        cookie = request.cookies.get(TOKEN_COOKIE, "")
+        return hmac.compare_digest(cookie.encode("utf-8"), self._token.encode("utf-8"))
+
+    def _refused(self) -> web.Response:
+        body = (
+            '<p class="error">This page needs the setup token that release-guard printed in its '
+            "log when it started.</p>\n"
+            "<p>Open the address from that log line (it ends in <code>/?token=…</code>). The "
+            "token keeps whoever reaches this server first from registering their own App "
+            "into it.</p>\n"
+        )
+        return _page("Setup token required", body, status=403)
+
     # -- GET / ------------------------------------------------------------------------------
 
     async def form(self, request: web.Request) -> web.Response:
-        """Show the registration form (or say that the App is registered already)."""
+        """Show the registration form (or say that the App is registered already).
+
+        `/?token=…` with the right token sets the token cookie and sends the browser back to
+        `/`, so the token leaves the address bar; a wrong token, or none without the cookie,
+        gets 403 and nothing else.
+        """
+        offered = request.query.get(TOKEN_PARAM)
+        if offered is not None:
+            if not hmac.compare_digest(offered.encode("utf-8"), self._token.encode("utf-8")):
+                log.warning("setup: refused a setup token that is not this server's")
+                return self._refused()
+            response = web.Response(status=303)
+            response.headers["Location"] = PAGE_PATH
+            response.headers["Cache-Control"] = "no-store"
+            response.set_cookie(
+                TOKEN_COOKIE,
+                self._token,
+                path="/",
+                httponly=True,
+                # Lax: GitHub's redirect back to the callback is a top-level navigation from
+                # another site, which a Strict cookie would not accompany.
+                samesite="Lax",
+                secure=public_url_of(request, self._settings.public_url).startswith("https:"),
+            )
+            return response
+        if not self._holds_token(request):
+            return self._refused()
         if self.registered is not None:
             return self._done_page()
         return self._form(request)
@@ -474,6 +553,8 @@ class SetupPage:
 
     async def start(self, request: web.Request) -> web.StreamResponse:
         """Send the browser on to GitHub with the form it posted (307 keeps method and body)."""
+        if not self._holds_token(request):
+            return self._refused()
         if self.registered is not None:
             return self._done_page()
         form = await request.post()
@@ -539,6 +620,8 @@ class SetupPage:
         if len(code) >= 6:
             register_secret(code)  # a one-time credential: keep it out of the logs
         async with self._lock:
+            if not self._holds_token(request):
+                return self._refused()
             if self.registered is not None:
                 return self._done_page()
             if not self._take_state(state, request.cookies.get(STATE_COOKIE)):
@@ -563,7 +646,8 @@ class SetupPage:
                 log.error("setup: cannot write %s: %s", self._env_file, exc.strerror)
                 return self._problem(
                     f"GitHub registered the App ({registration.html_url}) but its credentials "
-                    f"could not be saved to {self._env_file}: {exc.strerror}. Delete that App on "
+                    f"could not be saved to {self._env_file_shown} in the server's working "
+                    f"directory: {exc.strerror}. Delete that App on "
                     "GitHub, fix the file's permissions, and start again.",
                     status=500,
                 )
@@ -579,6 +663,7 @@ class SetupPage:
         response.headers["Location"] = registration.install_url
         response.headers["Cache-Control"] = "no-store"
         response.del_cookie(STATE_COOKIE, path="/setup")
+        response.del_cookie(TOKEN_COOKIE, path="/")
         # Answer before the server switches over to serving webhooks.
         await response.prepare(request)
         await response.write_eof()
@@ -636,9 +721,11 @@ async def run_setup(
     port: int,
     stop: asyncio.Event,
     cwd: Path | None = None,
+    token: str | None = None,
 ) -> Registration | None:
     """Serve the setup page on `host:port` until the App is registered (or `stop` is set).
 
+    The page asks for `token` (a fresh one by default), printed once in the start-up log line.
     Return the registration (its credentials are in `cwd/.env` by then), or None when stopped
     first. Raise SettingsError when no `app.yml` can be found or the address is busy.
     """
@@ -650,6 +737,10 @@ async def run_setup(
             + f"\n(The setup page needs {MANIFEST_FILE} in the working directory, {cwd}.)"
         )
     manifest = load_manifest(manifest_path)
+    if token is None:
+        token = new_setup_token()
+    else:
+        register_secret(token)
     registered: list[Registration] = []
     finished = asyncio.Event()
 
@@ -661,10 +752,11 @@ async def run_setup(
         page = SetupPage(
             settings,
             manifest=manifest,
-            manifest_file=str(manifest_path),
+            manifest_file=shown_path(manifest_path, cwd),
             env_file=cwd / ".env",
             session=session,
             on_registered=done,
+            token=token,
         )
         # No access log: the callback's query string carries a one-time code.
         runner = web.AppRunner(
@@ -677,10 +769,11 @@ async def run_setup(
             except OSError as exc:
                 raise SettingsError(f"cannot listen on {host}:{port}: {exc.strerror}") from exc
             bound_port = runner.addresses[0][1] if runner.addresses else port
+            # The one record that shows the token: the operator opens this address.
             log.warning(
                 "APP_ID is not set: open %s in a browser to register the GitHub App",
-                _browser_url(host, bound_port),
-                extra={"host": host, "port": bound_port},
+                f"{_browser_url(host, bound_port)}?{urlencode({TOKEN_PARAM: token})}",
+                extra={"host": host, "port": bound_port, **revealing(token)},
             )
             waiters = [asyncio.ensure_future(stop.wait()), asyncio.ensure_future(finished.wait())]
             try:

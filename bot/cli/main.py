@@ -69,7 +69,7 @@ def build_parser(*, app_commands: bool = True) -> argparse.ArgumentParser:
     return parser
 
 
-def _policy_from(config: Path | None) -> Policy:
+def policy_from(config: Path | None) -> Policy:
     if config is None:
         if not DEFAULT_CONFIG.is_file():
             return Policy()  # no YAML to read: the parser is not even imported
@@ -91,7 +91,7 @@ def _wants_color(args: argparse.Namespace) -> bool:
 
 
 def run_scan(args: argparse.Namespace) -> int:
-    policy = _policy_from(args.config)
+    policy = policy_from(args.config)
     bar = ProgressBar.for_stream(sys.stderr)
     count = len(args.paths)
     try:

@@ -24,11 +24,13 @@ job_id_var: ContextVar[int | None] = ContextVar("job_id", default=None)
 MASK: Final = "[secret]"
 _MIN_SECRET_CHARS: Final = 6  # masking shorter strings would garble ordinary words
 _HANDLER_NAME: Final = "release-guard"
+_REVEAL_ATTR: Final = "release_guard_reveal"
 
-# Attributes every LogRecord has; anything else on a record came from `extra=`.
+# Attributes every LogRecord has; anything else on a record came from `extra=`. The reveal
+# attribute is never written out: it only tells SecretMaskFilter what to leave in the message.
 _STANDARD_ATTRS: Final = frozenset(
     vars(logging.LogRecord("", 0, "", 0, "", None, None)).keys()
-    | {"message", "asctime", "delivery_id", "job_id", "taskName"}
+    | {"message", "asctime", "delivery_id", "job_id", "taskName", _REVEAL_ATTR}
 )
 
 
@@ -70,8 +72,14 @@ class _SecretRegistry:
         with self._lock:
             self._values = ()
 
-    def mask(self, text: str) -> str:
-        for value in self._values:
+    def mask(self, text: str, *, keep: str | None = None) -> str:
+        values = self._values
+        if keep and not any(keep in value and value != keep for value in values):
+            # Mask around each occurrence of `keep`, so that no other secret garbles it. (A
+            # longer secret that contains `keep` would be cut apart and leak: then nothing is
+            # kept.)
+            return keep.join(self.mask(part) for part in text.split(keep))
+        for value in values:
             if value in text:
                 text = text.replace(value, MASK)
         return text
@@ -95,6 +103,18 @@ def mask_secrets(text: str) -> str:
     return _registry.mask(text)
 
 
+def revealing(value: str) -> dict[str, str]:
+    """The `extra=` of the one record meant to show the operator a registered secret.
+
+    The setup page's token is such a secret: `serve` prints it once at start, in the address
+    to open (as Jupyter and Grafana print theirs), and every other record masks it. Only the
+    message of the record logged with this `extra=` keeps `value`; its other fields, the
+    traceback and every other record are masked as usual, and the value is not written out
+    as a field of its own.
+    """
+    return {_REVEAL_ATTR: value}
+
+
 class ContextFilter(logging.Filter):
     """Copy the current delivery and job ids onto the record (unless `extra=` set them)."""
 
@@ -113,7 +133,8 @@ class SecretMaskFilter(logging.Filter):
 
     def filter(self, record: logging.LogRecord) -> bool:
         message = record.getMessage()
-        masked = mask_secrets(message)
+        keep = getattr(record, _REVEAL_ATTR, None)
+        masked = _registry.mask(message, keep=keep if isinstance(keep, str) else None)
         if masked != message or record.args:
             record.msg, record.args = masked, None
         if record.exc_info and not record.exc_text:
