@@ -24,6 +24,7 @@ from __future__ import annotations
 import os
 import re
 import subprocess
+import tempfile
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -301,8 +302,7 @@ def _run_step(
     script_text = step["run"]
     if "${{" in script_text:
         raise ValueError(f"{name}: an expression pasted into the script (use env:)")
-    folder = runner_temp / f"_step{index}"
-    folder.mkdir()
+    folder = Path(tempfile.mkdtemp(prefix=f"_step{index}-", dir=runner_temp))
     output_file, summary_file = folder / "output", folder / "summary"
     output_file.touch()
     summary_file.touch()
