@@ -27,6 +27,8 @@ limits:                      # archive safety limits (archive/limit)
   max_ratio: 250             # decompressed/compressed ratio (1..10000)
   ratio_grace: 16MiB         # bytes read before the ratio counts (..1GiB)
   max_seconds: 900           # wall-clock seconds to read one artifact (1..3600)
+  max_path_length: 4096      # bytes of one member's name (1..65535)
+  max_directory_size: 64MiB  # bytes of one zip's central directory (..1GiB)
 release:                     # what the App does with a release whose assets fail
   on_failure: draft          # draft: back to a draft (immutable: as issue); issue: open an issue;
                              # delete: delete it once its assets are retained; none: report only
@@ -118,6 +120,8 @@ LIMIT_CEILINGS: Mapping[str, int | float] = MappingProxyType(
         "max_ratio": 10_000,
         "ratio_grace": 1 * GIB,
         "max_seconds": 3600,
+        "max_path_length": 0xFFFF,
+        "max_directory_size": 1 * GIB,
     }
 )
 """The highest value a config may set: a repository cannot switch the zip-bomb guards off."""
@@ -132,6 +136,8 @@ _LIMIT_KINDS: Mapping[str, str] = MappingProxyType(
         "max_ratio": _RATIO,
         "ratio_grace": _SIZE,
         "max_seconds": _RATIO,
+        "max_path_length": _COUNT,
+        "max_directory_size": _SIZE,
     }
 )
 

@@ -4,9 +4,12 @@ from __future__ import annotations
 
 import argparse
 import os
+import signal
 import sys
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from pathlib import Path
+from types import FrameType
 
 from bot import __version__
 from bot.cli.progress import ProgressBar
@@ -90,7 +93,36 @@ def _wants_color(args: argparse.Namespace) -> bool:
     )
 
 
+class Terminated(SystemExit):
+    """SIGTERM arrived: unwind like Ctrl-C does, so every `finally` runs (the archive
+    walker's spooled files are removed) before the process exits with 128 + 15."""
+
+
+def _terminate(signum: int, frame: FrameType | None) -> None:
+    raise Terminated(128 + signum)
+
+
+@contextmanager
+def _terminate_cleanly() -> Iterator[None]:
+    """Make SIGTERM raise `Terminated` while a scan runs (the default would kill the process
+    at once and leave its temporary files behind). Only the main thread can set it."""
+    try:
+        previous = signal.signal(signal.SIGTERM, _terminate)
+    except ValueError:  # not the main thread: leave signals alone
+        yield
+        return
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
 def run_scan(args: argparse.Namespace) -> int:
+    with _terminate_cleanly():
+        return _run_scan(args)
+
+
+def _run_scan(args: argparse.Namespace) -> int:
     policy = policy_from(args.config)
     bar = ProgressBar.for_stream(sys.stderr)
     count = len(args.paths)

@@ -21,7 +21,6 @@ import tarfile
 import tempfile
 import threading
 import time
-import zipfile
 import zlib
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -32,13 +31,23 @@ from bot.engine.model import ByteStream, Entry, EntryKind, Observation, Rule
 from bot.engine.policy import ArchiveLimits
 from bot.engine.streams import GzipStream, ReadAhead
 from bot.engine.tarstream import TarMember, TarStream
+from bot.engine.zipread import (
+    ZipDirectory,
+    ZipFormatError,
+    ZipLimits,
+    ZipMemberStream,
+    ZipRecord,
+    ZipTooLarge,
+    name_digest,
+)
 from bot.errors import LimitReached, UnreadableEntry
 
 CHUNK = 1 << 20
 """Bytes asked of a stream in one read: large enough that per-call overhead vanishes."""
 
-_SNIFF = 265
-"""Bytes needed to recognise every supported format (the tar magic ends at offset 262)."""
+_SNIFF = 512
+"""Bytes needed to recognise every supported format: a whole tar header (its magic ends at
+offset 262; its checksum covers 512 bytes)."""
 
 ZIP_SUFFIXES = (
     ".zip",
@@ -70,16 +79,14 @@ COMPRESSED_SUFFIXES: dict[str, Compression] = {".gz": "gz", ".bz2": "bz2", ".xz"
 """A lone compressed file: a tar inside is walked, anything else is one member (the stem)."""
 
 _CORRUPT_ERRORS = (
-    zipfile.BadZipFile,
-    zipfile.LargeZipFile,
     tarfile.TarError,
     zlib.error,
     lzma.LZMAError,
     EOFError,
     OSError,
     ValueError,
-    NotImplementedError,  # zip compression methods or encryption zipfile cannot read
-    RuntimeError,  # zipfile: "File is encrypted, password required"
+    NotImplementedError,
+    RuntimeError,
     UnicodeDecodeError,
     OverflowError,
 )
@@ -198,6 +205,21 @@ def sniff_kind(head: bytes) -> tuple[str, Compression | None] | None:
 
 def _is_tar_header(head: bytes) -> bool:
     return len(head) >= 262 and head[257:262] == b"ustar"
+
+
+def _is_valid_tar_header(head: bytes) -> bool:
+    """A ustar header whose checksum holds: what `tar` itself accepts as a first member."""
+    if not _is_tar_header(head) or len(head) < tarfile.BLOCKSIZE:
+        return False
+    try:
+        tarfile.TarInfo.frombuf(head[: tarfile.BLOCKSIZE], "utf-8", "surrogateescape")
+    except tarfile.HeaderError:
+        return False
+    return True
+
+
+_ANY = ZipLimits(max_entries=1 << 62, max_directory_size=1 << 62, max_name_bytes=0xFFFF)
+"""No bounds: only whether a file is a zip at all is asked with these."""
 
 
 clock: Callable[[], float] = time.monotonic
@@ -397,6 +419,15 @@ def display_name(name: str) -> str:
     return name
 
 
+SHOWN_NAME_CHARS = 200
+"""How much of an unsafe name a message quotes (names run to 64 KiB)."""
+
+
+def _shown_name(name: str) -> str:
+    shown = repr(name[:SHOWN_NAME_CHARS])
+    return shown if len(name) <= SHOWN_NAME_CHARS else f"{shown}… ({len(name):,} characters)"
+
+
 def normalise_member(name: str) -> tuple[str, str | None]:
     """Return a member's normalised inner path and why its name is unsafe (or None).
 
@@ -492,6 +523,23 @@ class ArtifactWalk:
             message = f"safety limit reached: {tripped}; the scan stopped and fails closed."
         return Observation(rule=Rule.ARCHIVE_LIMIT, path=path, message=message)
 
+    def _too_long(self, name: str) -> bool:
+        limit = self._limits.max_path_length
+        # A name has at least as many UTF-8 bytes as characters: encode only when it may pass.
+        return len(name) > limit or len(name.encode("utf-8", "surrogateescape")) > limit
+
+    def _long_name(self, container: _Container, name: str) -> Observation:
+        size = len(name.encode("utf-8", "surrogateescape"))
+        shown = display_name(name[:SHOWN_NAME_CHARS])
+        return Observation(
+            rule=Rule.ARCHIVE_LIMIT,
+            path=container.member_paths(f"{shown}…")[0],
+            message=(
+                f"an entry name of {size:,} bytes (over {self._limits.max_path_length:,}; "
+                "limits.max_path_length): the entry was not read, so the scan fails closed."
+            ),
+        )
+
     @staticmethod
     def _unsafe(path: str, why: str) -> Observation:
         return Observation(rule=Rule.UNSAFE_PATH, path=path, message=f"unsafe entry: {why}.")
@@ -537,6 +585,13 @@ class ArtifactWalk:
                 if stream.failure is not None:  # a limit its reader met: reported here
                     raise stream.failure
                 return
+            other = self._second_format(handle, head, kind)
+            if other is not None:
+                yield self._unsafe(
+                    self._name,
+                    f"the file is both a {kind[0]} and a {other[0]} archive (tools read it "
+                    "differently); both readings were scanned",
+                )
             yield from self._walk_container(
                 kind,
                 source=source,
@@ -544,6 +599,35 @@ class ArtifactWalk:
                 stem=_strip_suffix(self._name),
                 on_disk=self._path,
             )
+            if other is not None:
+                handle.seek(0)
+                yield from self._walk_container(
+                    other,
+                    source=handle,
+                    container=root,
+                    stem=_strip_suffix(self._name),
+                    on_disk=self._path,
+                )
+
+    def _second_format(
+        self, handle: IO[bytes], head: bytes, kind: tuple[str, Compression | None]
+    ) -> tuple[str, Compression | None] | None:
+        """Another archive format the artifact also parses as (a polyglot), or None.
+
+        A zip is found from its end, every other format from its start, so one file can be
+        both: `tar` extracts one set of files and `unzip` another.
+        """
+        if kind[0] != "zip":
+            try:
+                directory = ZipDirectory(handle.fileno(), os.fstat(handle.fileno()).st_size, _ANY)
+            except ZipTooLarge:
+                return "zip", None
+            except (ZipFormatError, OSError):
+                return None
+            return ("zip", None) if directory.count else None
+        if _is_valid_tar_header(head):
+            return "tar", None
+        return None
 
     def _walk_directory(self) -> Iterator[Entry | Observation]:
         root = _Container(display=self._name, logical="", depth=0)
@@ -608,62 +692,100 @@ class ArtifactWalk:
             spooled = self._spool(source, container.display)
             on_disk = spooled
         try:
-            try:
-                archive = zipfile.ZipFile(on_disk)
-            except _CORRUPT_ERRORS as exc:
-                raise _ContainerUnreadable(_describe(exc)) from exc
-            with archive:
-                seen: set[str] = set()
-                # The artifact itself is read by position here, not as a stream: progress is
-                # where each member ends (top level only; nested zips are spooled copies).
-                progress = self._progress if container.depth == 0 and spooled is None else None
-                for info in archive.infolist():
-                    yield from self._zip_member(archive, info, container, seen)
-                    if progress is not None:
-                        progress.update(info.header_offset + info.compress_size)
+            with on_disk.open("rb") as handle:
+                yield from self._walk_zip_file(handle.fileno(), container, spooled is None)
         finally:
             if spooled is not None:
                 spooled.unlink(missing_ok=True)
 
+    def _zip_limits(self) -> ZipLimits:
+        limits = self._limits
+        return ZipLimits(
+            max_entries=max(0, limits.max_entries - self._meter.entries),
+            max_directory_size=limits.max_directory_size,
+            max_name_bytes=limits.max_path_length,
+        )
+
+    def _open_zip(self, fd: int) -> tuple[ZipDirectory, list[tuple[str, bool]]]:
+        """Read a zip's end records and check its layout, within the limits."""
+        try:
+            directory = ZipDirectory(fd, os.fstat(fd).st_size, self._zip_limits())
+            return directory, directory.check_layout(self._meter.check_time)
+        except ZipTooLarge as exc:
+            raise self._meter.trip(str(exc)) from exc
+        except (ZipFormatError, OSError) as exc:
+            raise _ContainerUnreadable(_describe(exc)) from exc
+
+    def _walk_zip_file(
+        self, fd: int, container: _Container, top_level: bool
+    ) -> Iterator[Entry | Observation]:
+        directory, problems = self._open_zip(fd)
+        for problem, _ in problems:
+            yield self._unsafe(container.display, problem)
+        if any(fatal for _, fatal in problems):
+            # Entries that share bytes (a bomb) or run into the directory: nothing in it can
+            # be read one way only, so none of it is read and the scan fails closed.
+            return
+        seen: set[bytes] = set()
+        # The artifact itself is read by position here, not as a stream: progress is where
+        # each member ends (top level only; nested zips are spooled copies).
+        progress = self._progress if container.depth == 0 and top_level else None
+        records = directory.records()
+        while True:
+            try:
+                record = next(records)
+            except StopIteration:
+                break
+            except ZipTooLarge as exc:
+                raise self._meter.trip(str(exc)) from exc
+            except (ZipFormatError, OSError) as exc:
+                raise _ContainerUnreadable(_describe(exc)) from exc
+            yield from self._zip_member(directory, record, container, seen)
+            if progress is not None:
+                progress.update(record.header_offset + record.compressed_size)
+
     def _zip_member(
         self,
-        archive: zipfile.ZipFile,
-        info: zipfile.ZipInfo,
+        directory: ZipDirectory,
+        record: ZipRecord,
         container: _Container,
-        seen: set[str],
+        seen: set[bytes],
     ) -> Iterator[Entry | Observation]:
         self._meter.count_entry()
-        name = display_name(info.filename)
+        name = display_name(record.name)
         inner, unsafe = normalise_member(name)
         paths = container.member_paths(inner)
+        if record.name_problem is not None:
+            yield self._unsafe(paths[0], f"{record.name_problem} ({_shown_name(name)})")
         if unsafe is not None:
-            yield self._unsafe(paths[0], f"{unsafe} ({name!r})")
-        mode = info.external_attr >> 16
-        if info.create_system == 3 and stat.S_ISLNK(mode):
+            yield self._unsafe(paths[0], f"{unsafe} ({_shown_name(name)})")
+        mode = record.external_attr >> 16
+        if record.create_system == 3 and stat.S_ISLNK(mode):
             yield self._unsafe(paths[0], "symbolic link")
             return
         special = stat.S_ISCHR(mode) or stat.S_ISBLK(mode) or stat.S_ISFIFO(mode)
-        if info.create_system == 3 and (special or stat.S_ISSOCK(mode)):
+        if record.create_system == 3 and (special or stat.S_ISSOCK(mode)):
             # Only the type bits say "device": many zips carry bare permission bits (0o644).
             yield self._unsafe(paths[0], "device, socket or pipe")
             return
-        if info.is_dir():
+        if record.is_dir:
             return
-        if inner in seen:
+        key = name_digest(inner)
+        if key in seen:
             yield self._unsafe(paths[0], "duplicate entry name (which copy is extracted varies)")
-        seen.add(inner)
+        seen.add(key)
 
         def opener() -> ByteStream:
             try:
-                raw = archive.open(info)
-            except _CORRUPT_ERRORS as exc:
+                raw = ZipMemberStream(directory, record, directory.data_offset(record))
+            except (ZipFormatError, OSError) as exc:
                 raise UnreadableEntry(f"{paths[0]}: {_describe(exc)}") from exc
             return MeteredStream(
                 raw,
                 self._meter,
                 label=paths[0],
                 counts_total=True,
-                compressed_size=lambda: info.compress_size,
+                compressed_size=lambda: record.compressed_size,
             )
 
         yield from self._member_from_opener(container, inner=inner, paths=paths, opener=opener)
@@ -706,6 +828,9 @@ class ArtifactWalk:
         seen: set[str],
     ) -> Iterator[Entry | Observation]:
         self._meter.count_entry()
+        if self._too_long(member.name):
+            yield self._long_name(container, member.name)
+            return
         name = display_name(member.name)
         inner, unsafe = normalise_member(member.name)
         inner = display_name(inner)
@@ -713,10 +838,10 @@ class ArtifactWalk:
         if name != member.name:
             yield self._unsafe(paths[0], "name is not valid UTF-8")
         if unsafe is not None:
-            yield self._unsafe(paths[0], f"{unsafe} ({name!r})")
+            yield self._unsafe(paths[0], f"{unsafe} ({_shown_name(name)})")
         if member.kind in ("symlink", "hardlink"):
             kind = "symbolic link" if member.kind == "symlink" else "hard link"
-            yield self._unsafe(paths[0], f"{kind} to {display_name(member.linkname)!r}")
+            yield self._unsafe(paths[0], f"{kind} to {_shown_name(display_name(member.linkname))}")
             return
         if member.kind == "device":
             yield self._unsafe(paths[0], "device or FIFO")

@@ -390,14 +390,26 @@ class DenyList:
         """The shortest denied folder above a denied path, so a folder is reported once.
 
         Counted in `/`-separated segments: lower-casing can change a string's length but
-        never its slashes.
+        never its slashes. A folder's patterns select everything below it (gitignore: a
+        path under an excluded folder stays excluded), so being denied is monotone along
+        a path's prefixes and a binary search finds the shortest in O(log n) probes: trying
+        every prefix in turn was quadratic in the path's length.
         """
-        segments = lowered.split("/")
-        for depth in range(1, len(segments)):
-            index = self._set.which("/".join(segments[:depth]) + "/")
-            if index is not None:
-                return index, "/".join(original.split("/")[:depth]) + "/"
-        return None
+        slashes = [i for i, char in enumerate(lowered) if char == "/"]
+        if not slashes or self._set.which(lowered[: slashes[-1] + 1]) is None:
+            return None
+        low, high = 0, len(slashes) - 1  # the answer's index in `slashes`
+        while low < high:
+            middle = (low + high) // 2
+            if self._set.which(lowered[: slashes[middle] + 1]) is None:
+                low = middle + 1
+            else:
+                high = middle
+        index = self._set.which(lowered[: slashes[low] + 1])
+        if index is None:  # a negation broke the monotony: report the path itself
+            return None
+        depth = low + 1
+        return index, "/".join(original.split("/")[:depth]) + "/"
 
     def match(self, inner_path: str, logical_path: str) -> DenyMatch | None:
         """Why the member at these paths is denied, or None (also when it is exempt)."""
@@ -447,6 +459,7 @@ class FileRules:
         not_allowed = _SEVERITY_RANK[policy.severity(Rule.NOT_ALLOWED)]
         self._forbidden_covers = forbidden > 0 and forbidden >= not_allowed
         self._reported_folders: set[str] = set()
+        self._reported_lengths: set[int] = set()
 
     def check(self, entry: Entry) -> list[Observation]:
         observations: list[Observation] = []
@@ -473,15 +486,20 @@ class FileRules:
         logical_folder = _logical_folder(entry, found)
         if logical_folder not in self._reported_folders:
             self._reported_folders.add(logical_folder)
+            self._reported_lengths.add(len(logical_folder))
             out.append(_forbidden_folder(entry, found, logical_folder))
         return True
 
     def _in_reported_folder(self, logical_path: str) -> bool:
-        slash = logical_path.find("/")
-        while slash != -1:
-            if logical_path[: slash + 1] in self._reported_folders:
+        """Whether a reported folder holds `logical_path`: one probe per distinct folder
+        length (slicing at every slash was quadratic in the path's length)."""
+        for length in self._reported_lengths:
+            if (
+                length <= len(logical_path)
+                and logical_path[length - 1] == "/"
+                and logical_path[:length] in self._reported_folders
+            ):
                 return True
-            slash = logical_path.find("/", slash + 1)
         return False
 
     def _not_allowed(self, entry: Entry, rules: ArtifactRules) -> Observation:

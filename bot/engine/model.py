@@ -115,6 +115,9 @@ class Observation:
     ceiling: Severity | None = None
     """The most severe the finding may be, whatever the rule's severity (a documented example
     secret is at most a notice); None leaves the rule's severity."""
+    fail_closed: bool = False
+    """An error whatever severity the policy gives the rule: the check could not rule out
+    what the rule guards against (a map that may carry sources it could not read)."""
 
 
 @dataclass(frozen=True, slots=True)

@@ -46,6 +46,12 @@ class ArchiveLimits:
     """Wall-clock seconds to read one artifact: a scan still running then stops and fails
     closed. The other limits bound the bytes; this bounds the work a hostile file can make
     per byte (a source map of millions of tiny values is slow to read, not large)."""
+    max_path_length: int = 4096
+    """Bytes (UTF-8) of one member's name; Linux's PATH_MAX. A longer name is refused before
+    it is matched against any rule, which bounds the work per name."""
+    max_directory_size: int = 64 * MIB
+    """Bytes of one zip's central directory (about 400,000 entries of 120-byte names); the
+    directory is read a record at a time, so this bounds time, not memory."""
 
 
 @dataclass(frozen=True, slots=True)

@@ -11,6 +11,7 @@ from __future__ import annotations
 import hashlib
 import posixpath
 import threading
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 from urllib.parse import unquote, urlsplit
@@ -29,8 +30,17 @@ from bot.engine.model import (
 )
 from bot.engine.policy import Policy
 from bot.engine.secrets_scan import SecretScanner, redact
-from bot.engine.sourcemaps import MapReference, check_code_stream, check_map_stream
+from bot.engine.sourcemaps import (
+    MAX_PRAGMAS,
+    MapReference,
+    check_code_stream,
+    check_map_stream,
+)
 from bot.errors import InputError, LimitReached
+
+MAX_FINDINGS_PER_RULE = 200
+"""Observations of one rule kept per artifact; the rest are counted in one more, so that no
+report (JSON, SARIF, text, check run) grows without bound whatever the artifact holds."""
 
 MAP_SUFFIXES = (".map",)
 CODE_SUFFIXES = (".js", ".mjs", ".cjs", ".css")
@@ -47,11 +57,52 @@ class _PendingReference:
     reference: MapReference
 
 
+class _Observations:
+    """The observations of one artifact, at most `cap` per rule; the rest only counted."""
+
+    def __init__(self, cap: int = MAX_FINDINGS_PER_RULE) -> None:
+        self._cap = cap
+        self.kept: list[Observation] = []
+        self._counts: dict[Rule, int] = {}
+        self._dropped_fail_closed: set[Rule] = set()
+
+    def append(self, observation: Observation) -> None:
+        count = self._counts.get(observation.rule, 0) + 1
+        self._counts[observation.rule] = count
+        if count <= self._cap:
+            self.kept.append(observation)
+        elif observation.fail_closed:
+            self._dropped_fail_closed.add(observation.rule)
+
+    def extend(self, observations: Iterable[Observation]) -> None:
+        for observation in observations:
+            self.append(observation)
+
+    def result(self, artifact_name: str) -> list[Observation]:
+        """The kept observations, then one per rule that had more, counting the rest."""
+        summaries = []
+        for rule, count in self._counts.items():
+            if count > self._cap:
+                more = count - self._cap
+                summaries.append(
+                    Observation(
+                        rule=rule,
+                        path=artifact_name,
+                        message=(
+                            f"{more:,} more {rule.value} findings in this artifact, not listed "
+                            f"(a report lists {self._cap} per rule and artifact)."
+                        ),
+                        fail_closed=rule in self._dropped_fail_closed,
+                    )
+                )
+        return self.kept + summaries
+
+
 @dataclass(slots=True)
 class _ArtifactScan:
     """What one walk collects before policy turns observations into findings."""
 
-    observations: list[Observation] = field(default_factory=list)
+    observations: _Observations = field(default_factory=_Observations)
     file_paths: set[str] = field(default_factory=set)
     references: list[_PendingReference] = field(default_factory=list)
 
@@ -145,7 +196,7 @@ def scan_path(
         sha256, size = None, _directory_size(path)
     else:
         sha256, size = digest.result()
-    findings = apply_policy(collected.observations, policy)
+    findings = apply_policy(collected.observations.result(artifact_name), policy)
     return ArtifactReport(
         name=artifact_name,
         path=str(path),
@@ -230,6 +281,17 @@ def _check_content(entry: Entry, collected: _ArtifactScan, policy: Policy) -> No
             collected.references.extend(
                 _PendingReference(entry.path, entry.logical_path, ref) for ref in code.references
             )
+            if code.more_references:
+                collected.observations.append(
+                    Observation(
+                        rule=Rule.REFERENCE,
+                        path=entry.path,
+                        message=(
+                            f"{code.more_references:,} more sourceMappingURL pragmas pointing at "
+                            f"external maps (the first {MAX_PRAGMAS} are listed)."
+                        ),
+                    )
+                )
         tap.drain()
     except LimitReached:
         # The walker saw the limit too and reports it as archive/limit when it resumes; what
@@ -285,10 +347,14 @@ _RANK = {Severity.NOTICE: 1, Severity.WARNING: 2, Severity.ERROR: 3}
 
 def apply_policy(observations: list[Observation], policy: Policy) -> list[Finding]:
     """Give each observation its rule's severity (at most its ceiling); drop those whose rule
-    is off. Every path and message passes `redact`, so no secret reaches a report whole."""
+    is off. Every path and message passes `redact`, so no secret reaches a report whole.
+
+    A fail-closed observation is an error whatever the policy says (CONTRACT.md:
+    `sourcemap/invalid` is an error when the map may carry sources that cannot be ruled out).
+    """
     findings = []
     for obs in observations:
-        severity = policy.severity(obs.rule)
+        severity = Severity.ERROR if obs.fail_closed else policy.severity(obs.rule)
         if severity is None:
             continue
         if obs.ceiling is not None and _RANK[obs.ceiling] < _RANK[severity]:

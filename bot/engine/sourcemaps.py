@@ -42,6 +42,7 @@ from urllib.parse import unquote_to_bytes
 
 import sourcemap
 
+from bot.engine.mapdeep import DeepValue
 from bot.engine.model import ByteStream, Observation, Rule
 
 CHUNK_SIZE = 1 << 20
@@ -54,7 +55,8 @@ SOURCEMAP_MAPPINGS_LIMIT = 64 << 10
 """...and their `mappings` by `sourcemap.loads` when no longer than this (about 1 s per MB)."""
 
 MAX_PRAGMAS = 256
-"""`sourceMappingURL` pragmas handled per code file; a file with more is pathological."""
+"""External `sourceMappingURL` references kept per code file (the rest are only counted).
+The cap bounds the report, never the reading: an inline `data:` map after it is still read."""
 
 MAX_URL_BYTES = 4096
 """How much of an external `sourceMappingURL` is kept (the rest is read and dropped)."""
@@ -88,6 +90,7 @@ _SIMPLE_STRING_RUN = re.compile(
 _MAPPING_ALPHABET = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/,;\\"
 _LITERALS = {0x74: b"true", 0x66: b"false", 0x6E: b"null"}
 _BOM = b"\xef\xbb\xbf"
+_CONTENTS_KEY = b"sourcesContent"
 _XSSI = b")]}'"
 
 
@@ -108,6 +111,8 @@ class CodeCheck:
 
     observations: list[Observation] = field(default_factory=list)
     references: list[MapReference] = field(default_factory=list)
+    more_references: int = 0
+    """External references past MAX_PRAGMAS, counted but not kept."""
 
 
 @dataclass(slots=True)
@@ -132,6 +137,12 @@ class MapVerdict:
     source_root: str | None = None
     problem: str | None = None
     mappings_at: list[int | None] = field(default_factory=list)  # per map, in order
+    hidden_sources: int = 0
+    """`sourcesContent` members with text that only a lenient reading found (nested deeper
+    than the scanner follows): the map is fail-closed invalid."""
+    unread_may_hold_sources: bool = False
+    """The scan could not read part of the map and that part may hold sources (it mentions
+    `sourcesContent`, or is nested too deep to read at all): fail closed."""
 
 
 def check_map_stream(stream: ByteStream, *, path: str) -> list[Observation]:
@@ -189,7 +200,19 @@ def map_observations(
         observations.append(Observation(Rule.LOCAL_PATH, path, _local_message(verdict), line))
     if verdict.problem is not None:
         message = f"source map does not parse: {verdict.problem}"
-        observations.append(Observation(Rule.INVALID_MAP, path, message, line))
+        fail_closed = bool(verdict.hidden_sources) or verdict.unread_may_hold_sources
+        if verdict.hidden_sources:
+            message += (
+                f"; read leniently, as browsers and Node read it, it embeds sources "
+                f"({verdict.hidden_sources} `sourcesContent` with text)"
+            )
+        elif verdict.unread_may_hold_sources:
+            message += "; the part that could not be read may embed sources"
+        if fail_closed:
+            message += ", so the scan fails closed"
+        observations.append(
+            Observation(Rule.INVALID_MAP, path, message, line, fail_closed=fail_closed)
+        )
     return observations
 
 
@@ -552,15 +575,33 @@ class MapScanner:
         self._syntax: str | None = None
         self._clean: bytes | None = None  # sanitised copy of the current buffer
         self._slow_quotes = 0
+        self._deep: DeepValue | None = None  # a value nested too deep, read leniently
+        self._hidden_sources = 0
+        self._deep_gave_up = False
+        self._long_number = False  # inside a number longer than _MAX_NUMBER_BYTES
+        self._after_error = b""  # the last bytes after a syntax error (a needle may straddle)
+        self._error_mentions_sources = False
 
     @property
     def done(self) -> bool:
-        return self._syntax is not None
+        return self._syntax is not None and self._error_mentions_sources
 
     def feed(self, data: bytes) -> None:
         self.size += len(data)
         if self._syntax is None:
             self._process(self._pending + data if self._pending else data, final=False)
+        else:
+            self._search_after_error(data)
+
+    def _search_after_error(self, data: bytes) -> None:
+        """After a syntax error nothing parses, but the bytes still ship: a later
+        `sourcesContent` means sources may be there, and the map fails closed."""
+        if self._error_mentions_sources:
+            return
+        buffer = self._after_error + data
+        if _CONTENTS_KEY in buffer:
+            self._error_mentions_sources = True
+        self._after_error = buffer[-(len(_CONTENTS_KEY) - 1) :]
 
     def close(self) -> MapVerdict:
         if self._syntax is None:
@@ -585,6 +626,7 @@ class MapScanner:
         except _SyntaxProblem as problem:
             self._syntax = f"{problem.message} (byte {problem.offset})"
             self._pending = b""
+            self._search_after_error(buf[max(0, problem.offset - self._base) :])
             return
         self._pending = buf[consumed:]
         self._base += consumed
@@ -613,6 +655,18 @@ class MapScanner:
         n = len(b)
         i = 0
         while True:
+            if self._deep is not None:
+                j = self._deep.feed(b, i)
+                if j < 0:
+                    return n
+                self._deep_done()
+                i = j
+                continue
+            if self._long_number:
+                i = self._skip_long_number(b, i, final)
+                if self._long_number:
+                    return n
+                continue
             if self._string is not None:
                 i = self._scan_string(b, i, final)
                 if self._string is not None:
@@ -725,6 +779,11 @@ class MapScanner:
         if c == 0x7B or c == 0x5B:
             is_object = c == 0x7B
             role = self._check_kind(role, "object" if is_object else "array", offset)
+            if len(self._stack) >= _MAX_DEPTH:
+                # JSON.parse reads any depth: read on leniently, looking for sources.
+                self._note(f"nested deeper than {_MAX_DEPTH} levels", offset)
+                self._deep = DeepValue()
+                return i
             self._open(is_object, role, frame, offset)
             return i + 1
         if c in _LITERALS:
@@ -750,7 +809,11 @@ class MapScanner:
         assert run is not None  # b[i] is a digit or '-'
         end = run.end()
         if end - i > _MAX_NUMBER_BYTES:
-            raise self._fail("number too long", self._base + i)
+            # Valid JSON that JSON.parse reads (as Infinity, or rounded): skip it leniently.
+            self._note("number too long", self._base + i)
+            self._check_kind(role, "number", self._base + i)
+            self._long_number = True
+            return self._skip_long_number(b, end, final)
         if end == len(b) and not final:
             return -1
         token = b[i:end]
@@ -762,10 +825,24 @@ class MapScanner:
         self._value_done()
         return end
 
+    def _skip_long_number(self, b: bytes, i: int, final: bool) -> int:
+        run = _NUMBER_RUN.match(b, i)
+        end = run.end() if run is not None else i
+        if end < len(b) or final:
+            self._long_number = False
+            self._value_done()
+        return end
+
+    def _deep_done(self) -> None:
+        deep = self._deep
+        assert deep is not None
+        self._hidden_sources += deep.sources
+        self._deep_gave_up = self._deep_gave_up or deep.gave_up
+        self._deep = None
+        self._value_done()
+
     def _open(self, is_object: bool, role: _Role, parent: _Frame | None, offset: int) -> None:
         stats = parent.stats if parent is not None else None
-        if len(self._stack) >= _MAX_DEPTH:
-            raise self._fail(f"nested deeper than {_MAX_DEPTH} levels", offset)
         if role is _Role.MAP:
             stats = _MapStats()
         elif stats is not None and role is _Role.SOURCES:
@@ -895,13 +972,13 @@ class MapScanner:
                 stats.end_contents()
             elif role is _Role.SOURCE:
                 index = frame.index if frame is not None else 0
-                stats.add_source(_decode_string(raw, complete, offset), index)
+                stats.add_source(_decode_string(raw, complete, offset, self._note), index)
             elif role is _Role.SOURCE_ROOT:
-                stats.source_root = _decode_string(raw, complete, offset)
+                stats.source_root = _decode_string(raw, complete, offset, self._note)
         self._value_done()
 
     def _key_done(self, frame: _Frame, raw: bytes, complete: bool, offset: int) -> None:
-        key = _decode_string(raw, complete, offset) if complete else None
+        key = _decode_string(raw, complete, offset, self._note) if complete else None
         frame.key = key
         frame.state = _COLON
         if key is None:
@@ -915,7 +992,12 @@ class MapScanner:
 
     def _check_complete(self) -> None:
         where = self._base
-        if self._string is not None:
+        if self._deep is not None:
+            self._syntax = (
+                f"truncated: the data ends inside a value nested deeper than {_MAX_DEPTH} "
+                f"levels (byte {where})"
+            )
+        elif self._string is not None:
             self._syntax = f"truncated: the data ends inside a string (byte {where})"
         elif self._stack:
             kind = "an object" if self._stack[-1].is_object else "an array"
@@ -935,6 +1017,11 @@ class MapScanner:
         verdict.size = self.size
         verdict.is_index = self._is_index
         verdict.problem = self._syntax or self._problem
+        deep = self._deep
+        verdict.hidden_sources = self._hidden_sources + (deep.sources if deep else 0)
+        verdict.unread_may_hold_sources = (
+            self._error_mentions_sources or self._deep_gave_up or bool(deep and deep.gave_up)
+        )
         return verdict
 
     def _count_partial_content(self, string: _String) -> None:
@@ -990,19 +1077,26 @@ def _backslash_run(b: bytes, lo: int, end: int) -> int:
     return count
 
 
-def _decode_string(raw: bytes, complete: bool, offset: int) -> str:
+def _decode_string(
+    raw: bytes, complete: bool, offset: int, note: Callable[[str, int], None] | None = None
+) -> str:
     """Decode a JSON string's raw bytes; a capped prefix is decoded leniently.
 
     A complete short string that does not decode is a syntax error, as `json` would say.
     """
     if complete:
-        if b"\\" not in raw:
-            try:
-                return raw.decode("utf-8")
-            except UnicodeDecodeError as exc:
-                raise _SyntaxProblem("not valid UTF-8 in a string", offset + 1 + exc.start) from exc
         try:
-            value = json.loads(b'"' + raw + b'"')
+            text = raw.decode("utf-8")
+        except UnicodeDecodeError as exc:
+            # Browsers and Node decode a map as UTF-8 with U+FFFD for bad bytes, then parse
+            # it: the map is invalid (noted) but it is read on as they read it.
+            if note is not None:
+                note("not valid UTF-8 in a string", offset + 1 + exc.start)
+            text = raw.decode("utf-8", "replace")
+        if "\\" not in text:
+            return text
+        try:
+            value = json.loads('"' + text + '"')
         except ValueError as exc:
             raise _SyntaxProblem("not valid JSON: invalid string", offset) from exc
         assert isinstance(value, str)
@@ -1287,7 +1381,6 @@ class _CodeScanner:
         self._line = 1  # the line at `_line_pos` of the current buffer
         self._line_pos = 0
         self._mode = _Mode.SEARCH
-        self._pragmas = 0
         self._pragma_line = 1
         self._block = False  # the pragma is in a /* */ comment
         self._url = bytearray()
@@ -1296,7 +1389,7 @@ class _CodeScanner:
 
     @property
     def done(self) -> bool:
-        return self._pragmas >= MAX_PRAGMAS and self._mode is _Mode.SEARCH
+        return False  # every pragma counts, however many came before
 
     def feed(self, chunk: bytes) -> None:
         self._run(self._tail + chunk if self._tail else chunk, final=False)
@@ -1344,13 +1437,12 @@ class _CodeScanner:
     def _search(self, b: bytes, i: int, final: bool) -> int:
         while True:
             found = b.find(_PRAGMA_WORD, i)
-            if found < 0 or self._pragmas >= MAX_PRAGMAS:
+            if found < 0:
                 return self._keep(b, len(b) if final else max(i, len(b) - _HOLD))
             opener = _PRAGMA_OPENER.search(b, max(i, found - _OPENER_WINDOW), found)
             if opener is None:
                 i = found + len(_PRAGMA_WORD)
                 continue
-            self._pragmas += 1
             self._pragma_line = self._line_at(b, opener.start())
             self._block = opener.group(1) == b"/*"
             self._url = bytearray()
@@ -1388,7 +1480,9 @@ class _CodeScanner:
         self._past_url(stop)
         if end < 0 and not final:
             return self._keep(b, stop)
-        if self._url:
+        if self._url and len(self._result.references) >= MAX_PRAGMAS:
+            self._result.more_references += 1
+        elif self._url:
             url = self._url.decode("utf-8", "replace")
             self._result.references.append(MapReference(url=url, line=self._pragma_line))
         self._mode = _Mode.SEARCH

@@ -21,12 +21,21 @@ from bot.engine.model import Report
 # and paragraph separators, lone surrogates.
 _ESCAPED_CATEGORIES = frozenset({"Cc", "Cf", "Zl", "Zp", "Cs"})
 # json.dumps escapes every C0 control inside strings, so a raw newline in its output is always
-# indentation; anything else outside printable ASCII is a candidate for escaping.
-_CANDIDATE = re.compile(r"[^\n\x20-\x7e]")
+# indentation; a run of anything else outside printable ASCII is a candidate for escaping.
+_CANDIDATE = re.compile(r"[^\n\x20-\x7e]+")
 
 
-def _escape(match: re.Match[str]) -> str:
-    char = match.group()
+def _escape_run(match: re.Match[str]) -> str:
+    """Escape the unsafe characters of a run; a printable run (every escaped category is
+    non-printable) is kept whole, so text in any script costs one call per run, not per
+    character (a name of 65,535 non-ASCII characters once took a Python call each)."""
+    run = match.group()
+    if run.isprintable():
+        return run
+    return "".join(_escape(char) for char in run)
+
+
+def _escape(char: str) -> str:
     if unicodedata.category(char) not in _ESCAPED_CATEGORIES:
         return char
     code = ord(char)
@@ -47,7 +56,7 @@ def json_text(document: object) -> str:
     low surrogates.)
     """
     text = json.dumps(document, ensure_ascii=False, indent=2, allow_nan=False)
-    return _CANDIDATE.sub(_escape, text) + "\n"
+    return _CANDIDATE.sub(_escape_run, text) + "\n"
 
 
 def render_json(report: Report) -> str:
