@@ -229,8 +229,9 @@ clock: Callable[[], float] = time.monotonic
 class _Meter:
     """The artifact-wide budget: entries seen, decompressed bytes produced, time spent."""
 
-    def __init__(self, limits: ArchiveLimits) -> None:
+    def __init__(self, limits: ArchiveLimits, cancel: threading.Event | None = None) -> None:
         self.limits = limits
+        self._cancel = cancel
         self.entries = 0
         self.total = 0
         self.tripped: LimitReached | None = None
@@ -238,6 +239,8 @@ class _Meter:
         self._deadline = clock() + limits.max_seconds
 
     def check_time(self) -> None:
+        if self._cancel is not None and self._cancel.is_set():
+            raise self.trip("the scan was cancelled")
         if clock() > self._deadline:
             raise self.trip(
                 f"still reading after {self.limits.max_seconds:g} seconds (limits.max_seconds)"
@@ -249,6 +252,7 @@ class _Meter:
         return self.tripped
 
     def count_entry(self) -> None:
+        self.check_time()
         self.entries += 1
         if self.entries > self.limits.max_entries:
             raise self.trip(f"more than {self.limits.max_entries:,} entries (limits.max_entries)")
@@ -480,10 +484,11 @@ class ArtifactWalk:
         name: str,
         limits: ArchiveLimits,
         progress: ProgressMeter | None = None,
+        cancel: threading.Event | None = None,
     ) -> None:
         self._path = path
         self._name = name
-        self._meter = _Meter(limits)
+        self._meter = _Meter(limits, cancel)
         self._limits = limits
         self._tempdir: tempfile.TemporaryDirectory[str] | None = None
         self._reported: list[UnreadableEntry] = []

@@ -175,13 +175,20 @@ def check_readable(path: Path) -> None:
 
 
 def scan_path(
-    path: Path, *, policy: Policy, name: str | None = None, progress: Progress | None = None
+    path: Path,
+    *,
+    policy: Policy,
+    name: str | None = None,
+    progress: Progress | None = None,
+    cancel: threading.Event | None = None,
 ) -> ArtifactReport:
     """Scan the file or directory at `path` as one artifact called `name` (default: its name).
 
     Raises InputError only when `path` itself cannot be read; anything wrong inside it is a
     finding. `progress`, when given, is told `(bytes read, size)` of the artifact about ten
-    times a second, and once at the end (possibly from a read-ahead thread).
+    times a second, and once at the end (possibly from a read-ahead thread). Once `cancel`
+    is set (from another thread), the walk stops at its next read with an `archive/limit`
+    finding and removes its temporary files.
     """
     check_readable(path)
     artifact_name = name or path.name or str(path)
@@ -189,7 +196,9 @@ def scan_path(
     meter = None
     if progress is not None:
         meter = ProgressMeter(progress, _size_for_progress(path))
-    walk = ArtifactWalk(path, name=artifact_name, limits=policy.limits, progress=meter)
+    walk = ArtifactWalk(
+        path, name=artifact_name, limits=policy.limits, progress=meter, cancel=cancel
+    )
     collected = _walk_and_check(walk, policy=policy, artifact_name=artifact_name)
     collected.observations.extend(_judge_references(collected))
     if digest is None:

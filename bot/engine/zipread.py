@@ -21,9 +21,9 @@ from __future__ import annotations
 
 import bz2
 import hashlib
+import lzma
 import os
 import struct
-import zipfile
 import zlib
 from array import array
 from collections.abc import Callable, Iterator
@@ -40,6 +40,7 @@ _READ: Final = 1 << 20
 
 FLAG_ENCRYPTED: Final = 0x1
 FLAG_DESCRIPTOR: Final = 0x8
+FLAG_LZMA_END: Final = 0x2
 FLAG_UTF8: Final = 0x800
 
 STORED: Final = 0
@@ -381,14 +382,19 @@ class ZipMemberStream:
         self._left = record.compressed_size
         self._produced = 0
         self._crc = 0
-        self._method = method
-        self._inflater: _Decompressor | zlib._Decompress | None = None
+        # zlib's decompressor bounds its output by leaving input unconsumed; bz2's and lzma's
+        # keep the input and say when they need more.
+        self._zlib: zlib._Decompress | None = None
+        self._other: _Decompressor | None = None
         if method == DEFLATED:
-            self._inflater = zlib.decompressobj(-15)
+            self._zlib = zlib.decompressobj(-15)
         elif method == BZIP2:
-            self._inflater = bz2.BZ2Decompressor()
+            self._other = bz2.BZ2Decompressor()
         elif method == LZMA:
-            self._inflater = zipfile.LZMADecompressor()  # type: ignore[attr-defined]
+            self._other = _ZipLzma()
+        # An LZMA stream may end without its end marker (flag bit 1 says it has one); then
+        # only the sizes say where it ends.
+        self._needs_end = not (method == LZMA and not record.flags & FLAG_LZMA_END)
         self._input = b""
         self._done = False
 
@@ -416,7 +422,7 @@ class ZipMemberStream:
 
     def _step(self, want: int) -> bytes:
         """Produce at most `want` bytes (maybe none); at the end, run the final checks."""
-        inflater = self._inflater
+        inflater = self._zlib or self._other
         if inflater is not None and inflater.eof:
             if inflater.unused_data or self._input or self._left:
                 raise ZipFormatError(
@@ -431,27 +437,29 @@ class ZipMemberStream:
                 return b""
             out, self._input = self._input[:want], self._input[want:]
             return out
-        if isinstance(inflater, zlib._Decompress):
+        if self._zlib is not None:
             if not self._input:
                 self._finish()
                 return b""
-            out = inflater.decompress(self._input, want)
-            self._input = inflater.unconsumed_tail
+            out = self._zlib.decompress(self._input, want)
+            self._input = self._zlib.unconsumed_tail
             return out
-        if inflater.needs_input:
+        other = self._other
+        assert other is not None
+        if other.needs_input:
             if not self._input:
                 self._finish()
                 return b""
             data, self._input = self._input, b""
-            return inflater.decompress(data, want)
-        return inflater.decompress(b"", want)
+            return other.decompress(data, want)
+        return other.decompress(b"", want)
 
     def _finish(self) -> None:
         self._done = True
-        inflater = self._inflater
-        if inflater is not None and not inflater.eof:
+        inflater = self._zlib or self._other
+        if inflater is not None and self._needs_end and not inflater.eof:
             raise ZipFormatError(
-                "the compressed stream goes on past the entry's declared compressed size"
+                "the compressed stream does not end within the entry's declared compressed size"
             )
         if self._produced != self._record.size:
             raise ZipFormatError(
@@ -483,3 +491,46 @@ class _Decompressor(Protocol):
     def needs_input(self) -> bool: ...
 
     def decompress(self, data: bytes, max_length: int = -1, /) -> bytes: ...
+
+
+class _ZipLzma:
+    """LZMA as zip stores it (APPNOTE 5.8.8): a 4-byte header (version, size of the
+    properties), the 5-byte LZMA properties (lc/lp/pb, dictionary size), then a raw LZMA1
+    stream, decoded with output bounds like the other decompressors."""
+
+    def __init__(self) -> None:
+        self._header = b""
+        self._inner: lzma.LZMADecompressor | None = None
+
+    @property
+    def eof(self) -> bool:
+        return self._inner is not None and self._inner.eof
+
+    @property
+    def unused_data(self) -> bytes:
+        return self._inner.unused_data if self._inner is not None else b""
+
+    @property
+    def needs_input(self) -> bool:
+        return self._inner is None or self._inner.needs_input
+
+    def decompress(self, data: bytes, max_length: int = -1, /) -> bytes:
+        if self._inner is None:
+            self._header += data
+            if len(self._header) < 4:
+                return b""
+            size = int.from_bytes(self._header[2:4], "little")
+            if size != 5:
+                raise ZipFormatError("LZMA properties of an unknown size")
+            if len(self._header) < 4 + size:
+                return b""
+            properties, data = self._header[4:9], self._header[9:]
+            packed = properties[0]
+            if packed >= 9 * 5 * 5:
+                raise ZipFormatError("invalid LZMA properties")
+            lc, packed = packed % 9, packed // 9
+            lp, pb = packed % 5, packed // 5
+            dict_size = int.from_bytes(properties[1:5], "little")
+            lzma1 = {"id": lzma.FILTER_LZMA1, "dict_size": dict_size, "lc": lc, "lp": lp, "pb": pb}
+            self._inner = lzma.LZMADecompressor(lzma.FORMAT_RAW, filters=[lzma1])
+        return self._inner.decompress(data, max_length)

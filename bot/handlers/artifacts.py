@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import re
+import threading
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from fnmatch import fnmatchcase
@@ -223,7 +224,7 @@ async def _download_and_scan(
     if progress is not None:
         await progress(f"scanning {shown}")
     try:
-        report = await asyncio.to_thread(_scan_one, dest, policy, name)
+        report = await _scan_in_thread(dest, policy, name)
         report.path = report_path
         if keep is not None:
             await keep(dest, report)
@@ -232,8 +233,27 @@ async def _download_and_scan(
     return report
 
 
-def _scan_one(path: Path, policy: Policy, name: str) -> ArtifactReport:
-    return scan_path(path, policy=policy, name=name)
+async def _scan_in_thread(path: Path, policy: Policy, name: str) -> ArtifactReport:
+    """Scan in a worker thread; when the job is cancelled, stop the scan and wait for it.
+
+    A thread cannot be cancelled from outside: the scan is told to stop (it does at its next
+    read) and awaited, so its spooled files are gone and `path` is no longer read when the
+    cancellation goes on up (and the downloaded file is deleted).
+    """
+    cancel = threading.Event()
+    scan = asyncio.ensure_future(asyncio.to_thread(_scan_one, path, policy, name, cancel))
+    try:
+        return await asyncio.shield(scan)
+    except asyncio.CancelledError:
+        cancel.set()
+        await asyncio.wait([scan])
+        if not scan.cancelled():
+            scan.exception()  # retrieved, so asyncio does not log it: the cancellation wins
+        raise
+
+
+def _scan_one(path: Path, policy: Policy, name: str, cancel: threading.Event) -> ArtifactReport:
+    return scan_path(path, policy=policy, name=name, cancel=cancel)
 
 
 # --- release assets ---------------------------------------------------------------------------
