@@ -581,6 +581,7 @@ class MapScanner:
         self._long_number = False  # inside a number longer than _MAX_NUMBER_BYTES
         self._after_error = b""  # the last bytes after a syntax error (a needle may straddle)
         self._error_mentions_sources = False
+        self._string_end = 0  # stream offset just past the last string read
 
     @property
     def done(self) -> bool:
@@ -626,7 +627,9 @@ class MapScanner:
         except _SyntaxProblem as problem:
             self._syntax = f"{problem.message} (byte {problem.offset})"
             self._pending = b""
-            self._search_after_error(buf[max(0, problem.offset - self._base) :])
+            # What follows the error: after the string it was found in, if it was in one.
+            resume = max(problem.offset, self._string_end)
+            self._search_after_error(buf[max(0, resume - self._base) :])
             return
         self._pending = buf[consumed:]
         self._base += consumed
@@ -877,6 +880,7 @@ class MapScanner:
         simple = _SIMPLE_STRING.match(b, i)
         if simple is not None:
             raw = simple.group(1)
+            self._string_end = self._base + simple.end()
             self._string_done(role, raw, len(raw), complete=True, offset=self._base + i)
             return simple.end()
         self._string = _String(role, self._base + i, index, role in _CAPTURED_ROLES)
@@ -894,6 +898,7 @@ class MapScanner:
             return stop
         self._string_bytes(string, b, i, end)
         self._string = None
+        self._string_end = self._base + end + 1
         raw = bytes(string.capture) if string.capture is not None else b""
         self._string_done(
             string.role, raw, string.length, complete=not string.overflow, offset=string.start
