@@ -263,3 +263,71 @@ async def test_workers_back_off_together_from_a_rate_limited_installation(
     assert earliest >= ghdouble.now() + 200  # they wait for the reset, not a short backoff
     for app in (web, second):
         assert app.terminate() == 0
+
+
+@pytest.mark.asyncio
+async def test_two_workers_one_check_run_per_set_of_inputs_each_artifact_downloaded_once(
+    ghdouble: GitHubDouble,
+    pg_schema_url: str,
+    tmp_path: Path,
+    apps: list[App],
+) -> None:
+    """Issue 15 on PostgreSQL: `pull_request.opened` and `workflow_run.completed` of a build
+    that had finished arrive together and go to two workers, under 5xx and secondary rate
+    limits; then a second workflow finishes."""
+    from bot.double.faults import SecondaryRateLimit, ServerError
+    from tests.test_scan_once import CLEAN, run_payload
+
+    repo = ghdouble.add_repo("octo-org/leaky-cli")
+    build = ghdouble.add_run(repo, head_sha=SHA, name="build")
+    ghdouble.add_artifact(
+        repo, build, name="npm-package", data=(REAL / "actions-artifact-leaky.zip").read_bytes()
+    )
+    ghdouble.faults.add("GET", "/repos/{owner}/{repo}/actions/runs", ServerError(502), times=2)
+    ghdouble.faults.add(
+        "POST", "/repos/{owner}/{repo}/check-runs", SecondaryRateLimit(retry_after=1)
+    )
+    ghdouble.faults.add(
+        "GET", "/repos/{owner}/{repo}/actions/runs/{run_id}/artifacts", ServerError(503)
+    )
+    secret = new_secret()
+    env = app_environment(ghdouble, pg_schema_url, secret)
+    web = start(apps, tmp_path, env, "web", web_args())
+    await web.started()
+    for n in (1, 2):
+        await start(apps, tmp_path, env, f"worker{n}", worker_args()).started("worker ")
+
+    opened, completed = await asyncio.gather(
+        post(web, secret, published_pull_request(repo)),
+        asyncio.to_thread(
+            web.post, secret, run_payload(repo, build), str(uuid.uuid4()), "workflow_run"
+        ),
+    )
+    assert (opened, completed) == (202, 202)
+
+    def finished(count: int) -> bool:
+        states = query(pg_schema_url, "SELECT state FROM jobs")
+        return len(states) == count and all(state == "done" for (state,) in states)
+
+    await wait_until(lambda: finished(2), timeout=BOUND)
+    [check] = repo.check_runs.values()
+    assert (check.status, check.conclusion) == ("completed", "failure")
+    assert len(ghdouble.requests_to("GET", "*", host="storage")) == 1
+    summaries = [s for (s,) in query(pg_schema_url, "SELECT result_summary FROM jobs")]
+    assert sum(s.startswith("nothing new since check run") for s in summaries) == 1
+    assert ghdouble.faults.pending() == 0
+
+    docs = ghdouble.add_run(repo, head_sha=SHA, name="docs")
+    ghdouble.add_artifact(repo, docs, name="site", data=CLEAN)
+    assert (
+        await asyncio.to_thread(
+            web.post, secret, run_payload(repo, docs), str(uuid.uuid4()), "workflow_run"
+        )
+        == 202
+    )
+    await wait_until(lambda: finished(3), timeout=BOUND)
+    first, latest = sorted(repo.check_runs.values(), key=lambda c: c.id)
+    assert first.id == check.id and latest.status == "completed"
+    assert "npm-package" in latest.output["summary"] and "site" in latest.output["summary"]
+    assert latest.conclusion == "failure"  # the first run's reused verdict still fails it
+    assert len(ghdouble.requests_to("GET", "*", host="storage")) == 2

@@ -21,11 +21,14 @@ from bot.events import JobKind, JobSpec
 from bot.store import Job, JobState, LeaseLost, PostgresStore, SqliteStore, StoreError
 from bot.store.base import (
     AmbiguousId,
+    CheckCoverage,
     RetainedFilter,
     RetainedRecord,
     RetainedState,
     RetentionIndex,
+    ScanLedger,
     Sighting,
+    StoredVerdict,
 )
 from bot.store.common import lock_key_sql
 from tests.apphelpers import SHA_A, SHA_B, FakeClock, delivery, spec
@@ -721,3 +724,70 @@ async def test_pending_jobs_counts_the_queue(store: AnyStore) -> None:
     await store.complete(job, JobState.DONE, "done")
     await claimed(store)
     assert await store.pending_jobs() == {JobState.QUEUED: 1, JobState.RUNNING: 1}
+
+
+# -- scanned once: verdicts and check-run coverage (issue 15) ----------------------------------
+
+
+def _verdict(key: str, at: float, *, retained_id: str | None = None) -> StoredVerdict:
+    report = {
+        "name": "npm-package",
+        "path": "workflow run 1, artifact 2",
+        "sha256": "ab" * 32,
+        "size": 10,
+        "files": 2,
+        "findings": [
+            {
+                "rule": "sourcemap/embedded-sources",
+                "severity": "error",
+                "path": "npm-package!/cli.js.map",
+                "line": None,
+                "message": "sources",
+            }
+        ],
+        "scanned": True,
+    }
+    return StoredVerdict(key=key, report=report, retained_id=retained_id, recorded_at=at)
+
+
+async def test_a_verdict_is_shared_by_every_store_and_replaced(
+    store: AnyStore, new_store: StoreFactory, clock: FakeClock
+) -> None:
+    assert isinstance(store, ScanLedger)
+    assert await store.get_verdict("k1") is None
+    first = _verdict("k1", clock(), retained_id="0123456789abcdef")
+    await store.put_verdict(first)
+    other = await new_store()
+    assert await other.get_verdict("k1") == first
+    second = _verdict("k1", clock() + 1)
+    await other.put_verdict(second)
+    assert await store.get_verdict("k1") == second
+    assert await store.get_verdict("k2") is None
+
+
+async def test_verdicts_unused_for_ninety_days_are_forgotten(
+    store: AnyStore, clock: FakeClock
+) -> None:
+    await store.put_verdict(_verdict("old", clock()))
+    clock.advance(91 * 86_400)
+    await store.put_verdict(_verdict("new", clock()))
+    assert await store.get_verdict("old") is None
+    assert await store.get_verdict("new") is not None
+
+
+async def test_coverage_is_per_commit_case_blind_and_replaced(
+    store: AnyStore, new_store: StoreFactory, clock: FakeClock
+) -> None:
+    assert await store.get_coverage("Octo-Org/Octo-Repo", SHA_A) is None
+    await store.put_coverage(CheckCoverage("Octo-Org/Octo-Repo", SHA_A, 11, "in-1", 7, clock()))
+    other = await new_store()
+    covered = await other.get_coverage("octo-org/octo-repo", SHA_A.upper())
+    assert covered is not None
+    assert (covered.check_run_id, covered.inputs, covered.job_id) == (11, "in-1", 7)
+    assert await other.get_coverage("octo-org/octo-repo", SHA_B) is None
+    await other.put_coverage(CheckCoverage("octo-org/octo-repo", SHA_A, 12, "in-2", 8, clock()))
+    covered = await store.get_coverage("octo-org/octo-repo", SHA_A)
+    assert covered is not None and (covered.check_run_id, covered.inputs) == (12, "in-2")
+    clock.advance(91 * 86_400)
+    await store.put_coverage(CheckCoverage("octo-org/octo-repo", SHA_B, 13, "in-3", 9, clock()))
+    assert await store.get_coverage("octo-org/octo-repo", SHA_A) is None

@@ -43,7 +43,7 @@ from bot.retention import Retainer, build_retainer
 from bot.retention.maintenance import retention_chores
 from bot.settings import Settings, SettingsError, is_loopback
 from bot.store import Store, StoreError
-from bot.store.base import RetentionIndex
+from bot.store.base import RetentionIndex, ScanLedger
 
 log = logging.getLogger(__name__)
 
@@ -61,6 +61,7 @@ def build_handler(
     rate_limit_gate: RateLimitGate | None = None,
     rescan_ledger: RescanLedger | None = None,
     commit_locks: CommitLocks | None = None,
+    scan_ledger: ScanLedger | None = None,
 ) -> JobHandler:
     """Return the handler that runs the App's jobs, one handler per job kind.
 
@@ -70,6 +71,9 @@ def build_handler(
     `retainer`, failing artifacts are kept for investigation. `rate_limit_gate` shares
     GitHub's rate limits with the other processes, `rescan_ledger` finished rescans and
     `commit_locks` the commits being worked on (default for all three: within this process).
+    `scan_ledger` keeps verdicts and what each commit's check run covers, so that every
+    artifact is downloaded and scanned once and no check run repeats another (None: every
+    job scans what it finds).
     """
     if settings.app_id is None or settings.private_key is None:
         # serve and worker refuse to start without them (Settings.require_app); a handler
@@ -85,13 +89,13 @@ def build_handler(
         observer=metrics,
         rate_limit_gate=rate_limit_gate,
     )
-    checks = PullRequestChecks(app, retainer=retainer)
+    checks = PullRequestChecks(app, retainer=retainer, ledger=scan_ledger)
     return HandlerByKind(
         {
             JobKind.CHECK: checks,
             JobKind.WORKFLOW_RUN: checks,
-            JobKind.RELEASE: ReleaseChecks(app, retainer=retainer),
-            JobKind.DEPLOYMENT_GATE: DeploymentGates(app, retainer=retainer),
+            JobKind.RELEASE: ReleaseChecks(app, retainer=retainer, ledger=scan_ledger),
+            JobKind.DEPLOYMENT_GATE: DeploymentGates(app, retainer=retainer, ledger=scan_ledger),
             # Rescans run the pull-request check itself, through the same handler.
             JobKind.COMMENT_COMMAND: RescanCommands(
                 app, checks, ledger=rescan_ledger, locks=commit_locks
@@ -119,8 +123,14 @@ def _make_handler(
             rate_limit_gate=backend.rate_limit_gate() if backend is not None else None,
             rescan_ledger=backend.store if backend is not None else None,
             commit_locks=backend.commit_locks() if backend is not None else None,
+            scan_ledger=_scan_ledger(backend),
         )
     return factory(settings, session)
+
+
+def _scan_ledger(backend: Backend | None) -> ScanLedger | None:
+    store = backend.store if backend is not None else None
+    return store if isinstance(store, ScanLedger) else None
 
 
 @contextlib.contextmanager

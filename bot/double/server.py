@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import fnmatch
+import hashlib
 import json
 import time
 from collections.abc import Awaitable, Callable
@@ -140,6 +141,8 @@ class GitHubDouble:
     api_url: str = ""
     storage_url: str = ""
     web_url: str = ""  # the github.com pages of the App manifest flow (`web.py`)
+    not_modified: int = 0
+    """How many conditional requests were answered 304 (not counted against the limit)."""
 
     def __post_init__(self) -> None:
         self._runners: list[web.AppRunner] = []
@@ -573,7 +576,48 @@ class GitHubDouble:
         if after is not None:
             return error(after.status, "Server Error", headers=rate)
         response.headers.update(rate)
-        return response
+        return self._conditional(request, response, rate_key)
+
+    def _conditional(
+        self, request: web.Request, response: web.StreamResponse, rate_key: object
+    ) -> web.StreamResponse:
+        """Tag a successful GET with an `ETag`, and answer 304 when the client already has it.
+
+        "Best practices for using the REST API", "Use conditional requests if appropriate"
+        (https://docs.github.com/en/rest/using-the-rest-api/best-practices-for-using-the-rest-api):
+        most endpoints return an `etag`; a request with a matching `If-None-Match` gets
+        `304 Not Modified`, which does not count against the primary rate limit, so the
+        request given back here is refunded (`x-ratelimit-remaining` is not lowered).
+        """
+        if (
+            request.method != "GET"
+            or response.status != 200
+            or not isinstance(response, web.Response)
+            or response.content_type != "application/json"
+            or not isinstance(response.body, bytes)
+        ):
+            return response
+        etag = 'W/"' + hashlib.sha256(response.body).hexdigest()[:40] + '"'
+        asked = {tag.strip() for tag in request.headers.get("If-None-Match", "").split(",")}
+        if etag not in asked and "*" not in asked:
+            response.headers["ETag"] = etag
+            return response
+        self.not_modified += 1
+        refunded = self._refund(rate_key)
+        headers = {k: v for k, v in response.headers.items() if k.lower().startswith("x-")}
+        headers.update(refunded)
+        headers["ETag"] = etag
+        return web.Response(status=304, headers=headers)
+
+    def _refund(self, key: object) -> dict[str, str]:
+        """Give back the request `_rate_headers` counted; return the headers to show."""
+        remaining, reset = self._rate[key]
+        remaining = min(remaining + 1, RATE_LIMIT)
+        self._rate[key] = (remaining, reset)
+        return {
+            "x-ratelimit-remaining": str(remaining),
+            "x-ratelimit-used": str(RATE_LIMIT - remaining),
+        }
 
     def _authenticate(
         self, request: web.Request, spec: Route, record: RecordedRequest

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any, Protocol
@@ -161,6 +162,31 @@ class ArtifactReport:
             "files": self.files,
             "findings": [f.to_dict() for f in self.findings],
         }
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> ArtifactReport:
+        """The report `to_dict` gave (plus `scanned`); ValueError, KeyError or TypeError for
+        anything else."""
+        findings = [
+            Finding(
+                rule=Rule(f["rule"]),
+                severity=Severity(f["severity"]),
+                path=str(f["path"]),
+                message=str(f["message"]),
+                line=None if f.get("line") is None else int(f["line"]),
+            )
+            for f in data["findings"]
+        ]
+        sha256 = data["sha256"]
+        return cls(
+            name=str(data["name"]),
+            path=str(data["path"]),
+            sha256=None if sha256 is None else str(sha256),
+            size=int(data["size"]),
+            files=int(data["files"]),
+            findings=findings,
+            scanned=bool(data.get("scanned", True)),
+        )
 
 
 @dataclass(slots=True)

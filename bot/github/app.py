@@ -15,6 +15,7 @@ import aiohttp
 
 from bot.github.auth import TOKEN_MARGIN, AppAuth, InstallationAuth, InstallationToken, TokenCache
 from bot.github.client import GitHubClient
+from bot.github.conditional import ConditionalCache
 from bot.github.ratelimit import LocalRateLimitGate, RateLimitGate, RateLimitTracker
 from bot.github.retry import RetryPolicy
 from bot.github.transport import Clock, Sleep, Transport, TransportObserver
@@ -86,6 +87,8 @@ class GitHubApp:
             requester=requester,
         )
         self.tokens = TokenCache(self._mint, margin=token_margin, clock=clock)
+        self.conditional = ConditionalCache(api_url=self.api_url)
+        """ETags of the answers the installations' clients revalidate (304s are free)."""
         self._app_info: dict[str, Any] | None = None
 
     def as_app(self) -> GitHubClient:
@@ -104,6 +107,7 @@ class GitHubApp:
             auth=InstallationAuth(installation_id=installation_id, tokens=self.tokens),
             base_url=self.api_url,
             requester=self.requester,
+            cache=self.conditional.view(installation_id),
         )
 
     async def info(self) -> dict[str, Any]:

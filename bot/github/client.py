@@ -17,6 +17,7 @@ import aiohttp
 import gidgethub.aiohttp
 from yarl import URL
 
+from bot.github.conditional import InstallationCache
 from bot.github.download import stream_to_file
 from bot.github.errors import ArtifactGone, GitHubError
 from bot.github.responses import error_for, message_of
@@ -49,8 +50,10 @@ class GitHubClient(gidgethub.aiohttp.GitHubAPI):
         auth: Authenticator,
         base_url: str,
         requester: str,
+        cache: InstallationCache | None = None,
     ) -> None:
-        super().__init__(transport.session, requester, base_url=base_url)
+        """`cache`, when given, makes the GETs it keeps conditional (`bot.github.conditional`)."""
+        super().__init__(transport.session, requester, base_url=base_url, cache=cache)
         self._transport = transport
         self._auth = auth
 

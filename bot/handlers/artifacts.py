@@ -15,12 +15,13 @@ from dataclasses import dataclass, field
 from fnmatch import fnmatchcase
 from functools import partial
 from pathlib import Path
-from typing import Any, Final
+from typing import Any, Final, Protocol
 
 from bot.engine.model import ArtifactReport, Report
 from bot.engine.policy import GIB, Policy
 from bot.engine.scan import scan_path
 from bot.github import ArtifactGone, DownloadTooLarge, GitHubClient
+from bot.handlers.verdicts import Subject
 
 DEFAULT_MAX_DOWNLOAD: Final = 4 * GIB
 """Largest artifact zip downloaded; a larger one is an explicit result, never a silent pass."""
@@ -28,6 +29,19 @@ DEFAULT_MAX_DOWNLOAD: Final = 4 * GIB
 _SAFE_NAME = re.compile(r"[^A-Za-z0-9._-]+")
 
 Progress = Callable[[str], Awaitable[None]]
+
+
+class Memo(Protocol):
+    """Verdicts of earlier scans (`bot.handlers.retaining.Keeper` with a `VerdictCache`)."""
+
+    async def recall(self, item: ArtifactInfo | AssetInfo) -> ArtifactReport | None:
+        """The verdict of an earlier scan of the same bytes under the same policy and engine,
+        to use instead of downloading `item` (its retained copy checked), or None."""
+
+    async def remember(self, item: ArtifactInfo | AssetInfo, report: ArtifactReport) -> None:
+        """Keep the verdict of `item`, just scanned, for the next jobs."""
+
+
 OnScanned = Callable[["ArtifactInfo", Path, ArtifactReport], Awaitable[None]]
 OnScannedAsset = Callable[["AssetInfo", Path, ArtifactReport], Awaitable[None]]
 """Called with each scanned artifact, its downloaded file and its report, before the file is
@@ -48,10 +62,13 @@ class RunInfo:
     """What started the run (`push`, `release`, `workflow_dispatch`...)."""
     head_branch: str | None = None
     """The branch, or for a run started by a tag (a tag push, a release) the tag's name."""
+    attempt: int = 1
+    """`run_attempt`: a re-run keeps the run's id and counts up from 1."""
 
     @classmethod
     def from_api(cls, data: dict[str, Any]) -> RunInfo:
         event, head_branch = data.get("event"), data.get("head_branch")
+        attempt = data.get("run_attempt")
         return cls(
             id=int(data["id"]),
             name=str(data.get("name") or data.get("display_title") or f"run {data['id']}"),
@@ -61,6 +78,7 @@ class RunInfo:
             head_sha=data.get("head_sha"),
             event=event if isinstance(event, str) else None,
             head_branch=head_branch if isinstance(head_branch, str) else None,
+            attempt=attempt if isinstance(attempt, int) and not isinstance(attempt, bool) else 1,
         )
 
     @property
@@ -78,9 +96,12 @@ class ArtifactInfo:
     expired: bool
     download_url: str
     run: RunInfo
+    digest: str | None = None
+    """`sha256:<hex>` of the zip, for artifacts uploaded with upload-artifact v4 or newer."""
 
     @classmethod
     def from_api(cls, data: dict[str, Any], run: RunInfo) -> ArtifactInfo:
+        digest = data.get("digest")
         return cls(
             id=int(data["id"]),
             name=str(data["name"]),
@@ -88,7 +109,12 @@ class ArtifactInfo:
             expired=bool(data.get("expired")),
             download_url=str(data["archive_download_url"]),
             run=run,
+            digest=digest if isinstance(digest, str) else None,
         )
+
+    @property
+    def subject(self) -> Subject:
+        return Subject("artifact", self.id, self.size, self.digest)
 
 
 @dataclass(slots=True)
@@ -99,6 +125,8 @@ class ScanOutcome:
     expired: list[ArtifactInfo] = field(default_factory=list)
     too_large: list[ArtifactInfo] = field(default_factory=list)
     scanned: list[ArtifactInfo] = field(default_factory=list)
+    reused: list[ArtifactInfo] = field(default_factory=list)
+    """Those of `scanned` whose verdict was an earlier scan's: not downloaded again."""
 
 
 async def workflow_runs(gh: GitHubClient, repository: str, head_sha: str) -> list[RunInfo]:
@@ -165,15 +193,24 @@ async def scan_artifacts(
     max_bytes: int = DEFAULT_MAX_DOWNLOAD,
     progress: Progress | None = None,
     on_scanned: OnScanned | None = None,
+    memo: Memo | None = None,
 ) -> ScanOutcome:
     """Download each artifact into `workdir`, scan it, delete it; return the outcome.
 
     Artifacts are handled one at a time, so the disk holds at most one download.
     `on_scanned`, when given, sees each scanned artifact's file and report before the file
-    is deleted.
+    is deleted. With a `memo`, an artifact whose verdict it recalls is not downloaded (an
+    expired one included: its bytes were scanned while they could be), and each new
+    verdict is given to it.
     """
     outcome = ScanOutcome()
     for index, artifact in enumerate(artifacts, start=1):
+        recalled = await _recall(memo, artifact, f"workflow run {artifact.run.id}, artifact")
+        if recalled is not None:
+            outcome.report.artifacts.append(recalled)
+            outcome.scanned.append(artifact)
+            outcome.reused.append(artifact)
+            continue
         if artifact.expired:
             outcome.expired.append(artifact)
             continue
@@ -196,9 +233,24 @@ async def scan_artifacts(
         except DownloadTooLarge:
             outcome.too_large.append(artifact)
             continue
+        if memo is not None:
+            await memo.remember(artifact, report)
         outcome.report.artifacts.append(report)
         outcome.scanned.append(artifact)
     return outcome
+
+
+async def _recall(
+    memo: Memo | None, item: ArtifactInfo | AssetInfo, where: str
+) -> ArtifactReport | None:
+    """An earlier verdict for `item`, shown where this job met it (`<where> <id>`)."""
+    if memo is None:
+        return None
+    report = await memo.recall(item)
+    if report is not None:
+        report.name = item.name
+        report.path = f"{where} {item.id}"
+    return report
 
 
 async def _download_and_scan(
@@ -270,15 +322,23 @@ class AssetInfo:
     name: str
     size: int
     state: str
+    digest: str | None = None
+    """`sha256:<hex>` of the asset, when GitHub gives it."""
 
     @classmethod
     def from_api(cls, data: dict[str, Any]) -> AssetInfo:
+        digest = data.get("digest")
         return cls(
             id=int(data["id"]),
             name=str(data["name"]),
             size=int(data.get("size") or 0),
             state=str(data.get("state") or "uploaded"),
+            digest=digest if isinstance(digest, str) else None,
         )
+
+    @property
+    def subject(self) -> Subject:
+        return Subject("asset", self.id, self.size, self.digest)
 
     @property
     def uploaded(self) -> bool:
@@ -293,6 +353,8 @@ class AssetOutcome:
     scanned: list[AssetInfo] = field(default_factory=list)
     gone: list[AssetInfo] = field(default_factory=list)
     too_large: list[AssetInfo] = field(default_factory=list)
+    reused: list[AssetInfo] = field(default_factory=list)
+    """Those of `scanned` whose verdict was an earlier scan's: not downloaded again."""
 
 
 async def release_assets(gh: GitHubClient, repository: str, release_id: int) -> list[AssetInfo]:
@@ -317,6 +379,7 @@ async def scan_assets(
     max_bytes: int = DEFAULT_MAX_DOWNLOAD,
     progress: Progress | None = None,
     on_scanned: OnScannedAsset | None = None,
+    memo: Memo | None = None,
 ) -> AssetOutcome:
     """Download each release asset into `workdir`, scan it under its own name, delete it.
 
@@ -324,10 +387,16 @@ async def scan_assets(
     302 to storage, followed without the token (`GitHubClient.download`), or with the bytes
     (https://docs.github.com/en/rest/releases/assets#get-a-release-asset). The URL is built
     from the asset id, never taken from a payload. `label` names the release in each
-    report's path (`release v1.2.0, asset 42`).
+    report's path (`release v1.2.0, asset 42`). A `memo` is used as by `scan_artifacts`.
     """
     outcome = AssetOutcome()
     for index, asset in enumerate(assets, start=1):
+        recalled = await _recall(memo, asset, f"{label}, asset")
+        if recalled is not None:
+            outcome.report.artifacts.append(recalled)
+            outcome.scanned.append(asset)
+            outcome.reused.append(asset)
+            continue
         try:
             report = await _download_and_scan(
                 gh,
@@ -347,6 +416,8 @@ async def scan_assets(
         except DownloadTooLarge:
             outcome.too_large.append(asset)
             continue
+        if memo is not None:
+            await memo.remember(asset, report)
         outcome.report.artifacts.append(report)
         outcome.scanned.append(asset)
     return outcome

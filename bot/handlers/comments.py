@@ -498,10 +498,10 @@ class RescanCommands:
             check_job = dataclasses.replace(job, kind=JobKind.CHECK, head_sha=sha)
             key = commit_key(job.repository, sha)
             if key == job.lock_key:  # the worker holds this commit's lock for the job already
-                summary = await self._checks.run(check_job, ctx) or "done"
+                summary = await self._checks.rescan(check_job, ctx) or "done"
             else:
                 async with self._locks.hold(key):
-                    summary = await self._checks.run(check_job, ctx) or "done"
+                    summary = await self._checks.rescan(check_job, ctx) or "done"
             check_run_id = ctx.check_run_id
             shown: dict[str, Any] = {}
             if check_run_id is not None:

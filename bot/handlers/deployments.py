@@ -62,9 +62,10 @@ from bot.handlers.reporting import (
     with_lead,
 )
 from bot.handlers.retaining import Keeper, scan_and_keep, scan_progress
+from bot.handlers.verdicts import VerdictCache
 from bot.jobs import JobContext, RetryLater
 from bot.retention import Retainer
-from bot.store.base import Job
+from bot.store.base import Job, ScanLedger
 
 log = logging.getLogger(__name__)
 
@@ -172,10 +173,14 @@ class DeploymentGates:
         options: GateOptions | None = None,
         *,
         retainer: Retainer | None = None,
+        ledger: ScanLedger | None = None,
     ) -> None:
         self._app = app
         self._options = options or GateOptions()
         self._retainer = retainer
+        self._ledger = ledger
+        """Verdicts of earlier scans: a build the pull-request check scanned is not
+        downloaded again (`bot.handlers.verdicts`)."""
 
     def _callback(self, job: Job) -> Callback:
         return parse_callback(
@@ -350,6 +355,11 @@ class DeploymentGates:
             retainer=self._retainer,
             workdir=self._options.workdir,
             max_bytes=self._options.max_download,
+            verdicts=(
+                VerdictCache(self._ledger, repository, config.policy)
+                if self._ledger is not None
+                else None
+            ),
         )
         assets, asset_keeper = await self._scan_draft(
             gh, job, ctx, check_run_id, draft, config.policy, sha
@@ -485,8 +495,12 @@ class DeploymentGates:
         policy: Policy,
         sha: str,
     ) -> tuple[AssetOutcome, Keeper]:
-        """Scan the draft's uploaded assets, keeping the failing ones."""
-        keeper = Keeper(self._retainer, job, commit=sha, rules=policy.retention)
+        """Scan the draft's uploaded assets, keeping the failing ones (those scanned before
+        under the same policy are not downloaded again)."""
+        verdicts = (
+            VerdictCache(self._ledger, job.repository, policy) if self._ledger is not None else None
+        )
+        keeper = Keeper(self._retainer, job, commit=sha, rules=policy.retention, verdicts=verdicts)
         ready = [a for a in draft.assets if a.uploaded] if draft else []
         if draft is None or not ready:
             return AssetOutcome(), keeper
@@ -504,6 +518,7 @@ class DeploymentGates:
                 max_bytes=self._options.max_download,
                 progress=progress,
                 on_scanned=keeper.asset,
+                memo=keeper.memo,
             )
         return outcome, keeper
 

@@ -6,11 +6,30 @@ the commit's completed workflow runs are listed, their artifacts that the reposi
 names are downloaded and scanned, and the check run is completed with the verdict. A `check`
 job whose builds are still running leaves the check run queued with a plain message; the
 `workflow_run` job of each run that completes scans again.
+
+One check run per set of inputs. The inputs of a check are the commit's completed workflow
+runs (id and attempt), the artifacts it scans (ids), the effective policy and the engine
+version; what the commit's latest check run covers is kept in the App's database
+(`ScanLedger`, under the commit lock every job of the commit holds). A job that finds nothing
+new (the `pull_request.opened` and `workflow_run.completed` of a build that had finished
+already) adds no check run, downloads nothing and audits "nothing new since check run N".
+When something new arrives (another workflow finished, a re-run attempt, a rescan a person
+asked for) a new check run covers every completed run's artifacts, those scanned before
+reused from their kept verdicts (`bot.handlers.verdicts`). A new check run rather than the
+old one updated: GitHub does not let a completed check run go back to in progress, and the
+Checks API's own answer to a re-run is that the App decides ("Rerequest a check run",
+https://docs.github.com/en/rest/checks/runs#rerequest-a-check-run: "The check run itself is
+not updated"); the pull request shows the newest run of a name
+(`filter=latest`, https://docs.github.com/en/rest/checks/runs#list-check-runs-for-a-git-reference).
 """
 
 from __future__ import annotations
 
+import hashlib
+import json
 import logging
+import time
+from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Final
@@ -18,6 +37,7 @@ from typing import Final
 from bot.checks import output
 from bot.checks.hints import Hints
 from bot.engine.model import Report
+from bot.engine.policy import Policy
 from bot.events import JobKind
 from bot.github import (
     AuthenticationFailed,
@@ -41,9 +61,10 @@ from bot.handlers.check_runs import RESCAN_BUTTON, ensure_check_run, publish
 from bot.handlers.repo_config import CONFIG_PATH, RepoConfig, load_repo_config
 from bot.handlers.reporting import hint_files, shown_runs, unscanned, with_lead
 from bot.handlers.retaining import scan_and_keep
+from bot.handlers.verdicts import VerdictCache, engine_version, policy_digest
 from bot.jobs import JobContext, RetryLater
 from bot.retention import Retainer
-from bot.store.base import Job
+from bot.store.base import CheckCoverage, Job, ScanLedger, StoreError
 
 log = logging.getLogger(__name__)
 
@@ -65,7 +86,11 @@ class CheckOptions:
 
 
 class PullRequestChecks:
-    """The `JobHandler` for `check` and `workflow_run` jobs."""
+    """The `JobHandler` for `check` and `workflow_run` jobs.
+
+    Without a `ledger` nothing is remembered between jobs: every job reports on a check run
+    and scans what it finds (tests of one job, and the CLI's demo, use that).
+    """
 
     def __init__(
         self,
@@ -73,29 +98,41 @@ class PullRequestChecks:
         options: CheckOptions | None = None,
         *,
         retainer: Retainer | None = None,
+        ledger: ScanLedger | None = None,
     ) -> None:
         self._app = app
         self._options = options or CheckOptions()
         self._retainer = retainer
+        self._ledger = ledger
 
     # --- JobHandler ---------------------------------------------------------------------------
 
     async def run(self, job: Job, ctx: JobContext) -> str | None:
+        return await self._run(job, ctx, rescan=_rerequested(job))
+
+    async def rescan(self, job: Job, ctx: JobContext) -> str | None:
+        """Check the commit again because a person asked: always a new scan on a check run of
+        its own, every artifact downloaded and scanned again (`bot.handlers.comments`)."""
+        return await self._run(job, ctx, rescan=True)
+
+    async def _run(self, job: Job, ctx: JobContext, *, rescan: bool) -> str | None:
         head_sha = _head_sha(job)
         try:
             gh = await self._app.installation(job.installation_id)
-            check_run_id = await ensure_check_run(
-                gh,
-                job.repository,
-                head_sha,
-                ctx,
-                app_id=self._app.app_id,
-                external_id=f"release-guard-job-{job.id}",
-            )
-            return await self._check(gh, job, ctx, head_sha, check_run_id)
+            return await self._check(gh, job, ctx, head_sha, rescan=rescan)
         except (GitHubUnavailable, RateLimited, AuthenticationFailed) as exc:
             delay = exc.retry_after if isinstance(exc, RateLimited) else None
             raise RetryLater(f"GitHub: {exc}", delay=delay) from exc
+
+    async def _check_run(self, gh: GitHubClient, job: Job, ctx: JobContext, head_sha: str) -> int:
+        return await ensure_check_run(
+            gh,
+            job.repository,
+            head_sha,
+            ctx,
+            app_id=self._app.app_id,
+            external_id=f"release-guard-job-{job.id}",
+        )
 
     async def give_up(self, job: Job, ctx: JobContext, reason: str) -> None:
         """Complete the check run with an explicit failure: never leave it in progress."""
@@ -126,22 +163,32 @@ class PullRequestChecks:
     # --- the check ----------------------------------------------------------------------------
 
     async def _check(
-        self, gh: GitHubClient, job: Job, ctx: JobContext, head_sha: str, check_run_id: int
+        self, gh: GitHubClient, job: Job, ctx: JobContext, head_sha: str, *, rescan: bool
     ) -> str:
         repository = job.repository
         context = output.SummaryContext(head_sha=head_sha, job_id=str(job.id))
+        if rescan:
+            # Asked by a person: a check run of its own at once, whatever happens next (any
+            # other job decides only once it knows whether there is anything new).
+            await self._check_run(gh, job, ctx, head_sha)
         config = await load_repo_config(gh, repository, head_sha)
         if config.error is not None:
+            inputs = check_inputs(error=str(config.error))
+            if (nothing := await self._nothing_new(job, ctx, head_sha, inputs, rescan)) is not None:
+                return nothing
+            check_run_id = await self._check_run(gh, job, ctx, head_sha)
             await ctx.audit("reporting", f"invalid configuration: {config.error}")
             await publish(
                 gh, repository, check_run_id, output.invalid_config(config.error, context=context)
             )
+            await self._covered(job, head_sha, check_run_id, inputs)
             return f"failure: invalid configuration ({config.error.path})"
 
         runs = await workflow_runs(gh, repository, head_sha)
         completed = [run for run in runs if run.completed]
         running = [run for run in runs if not run.completed]
         if job.kind is JobKind.CHECK and running and not completed:
+            check_run_id = await self._check_run(gh, job, ctx, head_sha)
             await ctx.audit("queued", f"waiting for {len(running)} workflow run(s) to complete")
             await publish(
                 gh, repository, check_run_id, output.waiting_for_builds(runs=shown_runs(running))
@@ -152,6 +199,10 @@ class PullRequestChecks:
         for run in completed:
             found.extend(await run_artifacts(gh, repository, run))
         chosen = select(config.policy, found)
+        inputs = check_inputs(policy=config.policy, runs=completed, artifacts=chosen)
+        if (nothing := await self._nothing_new(job, ctx, head_sha, inputs, rescan)) is not None:
+            return nothing
+        check_run_id = await self._check_run(gh, job, ctx, head_sha)
         await ctx.audit(
             "downloading",
             f"{len(chosen)} of {len(found)} artifact(s) from {len(completed)} run(s) to scan",
@@ -165,8 +216,14 @@ class PullRequestChecks:
                 other_artifacts=sorted({a.name for a in found}),
             )
             await publish(gh, repository, check_run_id, update)
+            await self._covered(job, head_sha, check_run_id, inputs)
             return "neutral: no artifact to scan"
 
+        verdicts = (
+            VerdictCache(self._ledger, repository, config.policy, refresh=rescan)
+            if self._ledger is not None
+            else None
+        )
         outcome, keeper = await scan_and_keep(
             gh,
             job,
@@ -178,11 +235,64 @@ class PullRequestChecks:
             retainer=self._retainer,
             workdir=self._options.workdir,
             max_bytes=self._options.max_download,
+            verdicts=verdicts,
         )
+        if outcome.reused:
+            await ctx.audit(
+                "scanning",
+                f"{len(outcome.reused)} artifact(s) scanned before under the same policy and "
+                "engine: their verdicts reused, nothing downloaded again",
+                artifacts=[a.name for a in outcome.reused],
+            )
         context = replace(context, retained_id=keeper.retained_id)
-        return await self._report(
+        result = await self._report(
             gh, job, ctx, check_run_id, config, outcome, completed, context, lead=keeper.note
         )
+        await self._covered(job, head_sha, check_run_id, inputs)
+        return result
+
+    # --- one check run per set of inputs ------------------------------------------------------
+
+    async def _nothing_new(
+        self, job: Job, ctx: JobContext, head_sha: str, inputs: str, rescan: bool
+    ) -> str | None:
+        """The job's result when the commit's latest check run covers `inputs`, else None.
+
+        A rescan always scans. A job that opened a check run of its own in an earlier
+        attempt, other than the one that covers these inputs, completes it (from the kept
+        verdicts) rather than leave it open. A store that cannot answer means "report".
+        """
+        if self._ledger is None or rescan:
+            return None
+        try:
+            covered = await self._ledger.get_coverage(job.repository, head_sha)
+        except StoreError as exc:
+            log.warning("cannot read what the check runs cover (%s); checking anyway", exc)
+            return None
+        if covered is None or covered.inputs != inputs:
+            return None
+        if ctx.check_run_id not in (None, covered.check_run_id):
+            return None
+        await ctx.audit(
+            "reporting",
+            f"nothing new since check run {covered.check_run_id}: the same completed workflow "
+            "runs and artifacts were scanned and reported (no check run added, nothing "
+            "downloaded)",
+            check_run_id=covered.check_run_id,
+            reported_by_job=covered.job_id,
+        )
+        return f"nothing new since check run {covered.check_run_id}"
+
+    async def _covered(self, job: Job, head_sha: str, check_run_id: int, inputs: str) -> None:
+        """Record that `check_run_id`, now completed, covers `inputs` (never fails the job)."""
+        if self._ledger is None:
+            return
+        try:
+            await self._ledger.put_coverage(
+                CheckCoverage(job.repository, head_sha, check_run_id, inputs, job.id, time.time())
+            )
+        except StoreError as exc:
+            log.warning("cannot record what check run %d covers (%s)", check_run_id, exc)
 
     async def _report(
         self,
@@ -245,6 +355,16 @@ class PullRequestChecks:
         return f"{update.conclusion}: {update.output.title}"
 
 
+def _rerequested(job: Job) -> bool:
+    """Whether a person asked GitHub to run the check again ("Re-run" on the check run or the
+    suite: `check_run`/`check_suite` `rerequested`): that is a rescan, never "nothing new"."""
+    details = job.details
+    return details.get("action") == "rerequested" and details.get("event") in (
+        "check_run",
+        "check_suite",
+    )
+
+
 def _head_sha(job: Job) -> str:
     if job.head_sha is None:
         raise ValueError(f"job {job.id} has no commit to check")
@@ -270,3 +390,22 @@ def _failing_if_too_large(report: Report, outcome: ScanOutcome) -> Report:
         for a in outcome.too_large
     ]
     return Report(artifacts=[*report.artifacts, *extra])
+
+
+def check_inputs(
+    *,
+    policy: Policy | None = None,
+    runs: Sequence[RunInfo] = (),
+    artifacts: Sequence[ArtifactInfo] = (),
+    error: str | None = None,
+) -> str:
+    """A digest of what a check reports on: the completed runs (id and attempt), the artifacts
+    it scans (ids), the policy (or the config's error) and the engine."""
+    data = {
+        "policy": policy_digest(policy) if policy is not None else None,
+        "error": error,
+        "engine": engine_version(),
+        "runs": sorted([run.id, run.attempt] for run in runs),
+        "artifacts": sorted(artifact.id for artifact in artifacts),
+    }
+    return hashlib.sha256(json.dumps(data, sort_keys=True).encode()).hexdigest()

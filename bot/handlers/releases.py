@@ -64,9 +64,10 @@ from bot.handlers.reporting import (
     with_lead,
 )
 from bot.handlers.retaining import Keeper, scan_progress
+from bot.handlers.verdicts import VerdictCache
 from bot.jobs import JobContext, RetryLater
 from bot.retention import Retainer
-from bot.store.base import Job
+from bot.store.base import Job, ScanLedger
 
 log = logging.getLogger(__name__)
 
@@ -111,10 +112,14 @@ class ReleaseChecks:
         options: ReleaseOptions | None = None,
         *,
         retainer: Retainer | None = None,
+        ledger: ScanLedger | None = None,
     ) -> None:
         self._app = app
         self._options = options or ReleaseOptions()
         self._retainer = retainer
+        self._ledger = ledger
+        """Verdicts of earlier scans: bytes a gate or a check scanned are not downloaded
+        again (`bot.handlers.verdicts`)."""
 
     # --- JobHandler ---------------------------------------------------------------------------
 
@@ -265,7 +270,10 @@ class ReleaseChecks:
             await publish(gh, repository, check_run_id, update)
             return "neutral: the release has no assets"
 
-        keeper = Keeper(self._retainer, job, commit=sha, rules=config.policy.retention)
+        verdicts = VerdictCache(self._ledger, repository, config.policy) if self._ledger else None
+        keeper = Keeper(
+            self._retainer, job, commit=sha, rules=config.policy.retention, verdicts=verdicts
+        )
         scanned = await self._scan(
             gh, job, ctx, check_run_id, release, config, assets, chosen, keeper
         )
@@ -339,6 +347,7 @@ class ReleaseChecks:
                 max_bytes=self._options.max_download,
                 progress=progress,
                 on_scanned=keeper.asset,
+                memo=keeper.memo,
             )
             built = (
                 await scan_artifacts(
@@ -349,6 +358,7 @@ class ReleaseChecks:
                     max_bytes=self._options.max_download,
                     progress=progress,
                     on_scanned=keeper.artifact,
+                    memo=keeper.memo,
                 )
                 if chosen
                 else ScanOutcome()

@@ -17,13 +17,27 @@ from bot.engine.policy import Policy, RetentionRules
 from bot.github import GitHubClient
 from bot.handlers.artifacts import ArtifactInfo, AssetInfo, Progress, ScanOutcome, scan_artifacts
 from bot.handlers.check_runs import progress_update, publish
+from bot.handlers.verdicts import VerdictCache
 from bot.jobs import JobContext
-from bot.retention import RetainedRef, Retainer, RetentionMeta, retained_ids, retention_note
+from bot.retention import (
+    MISSING,
+    RetainedRef,
+    Retainer,
+    RetentionMeta,
+    retained_ids,
+    retention_note,
+)
 from bot.store.base import Job
 
 
 class Keeper:
-    """Retains what one job scanned; `retained_id` and `note` go into its check run."""
+    """Retains what one job scanned; `retained_id` and `note` go into its check run.
+
+    With a `VerdictCache` it is also the scans' `Memo`: an artifact scanned before (same
+    bytes, policy and engine) is not downloaded again, and a failing one is retained for this
+    commit from the copy already kept, which must still be there; when it is not, the
+    artifact is downloaded and scanned again.
+    """
 
     def __init__(
         self,
@@ -32,53 +46,76 @@ class Keeper:
         *,
         commit: str,
         rules: RetentionRules | None,
+        verdicts: VerdictCache | None = None,
     ) -> None:
         self._retainer = retainer
         self._job = job
         self._commit = commit
         self._rules = rules
+        self._verdicts = verdicts
+        self._kept: dict[tuple[str, int], str] = {}
         self.check_run_url: str | None = None
         """Set by the handler once it knows the check run's page (for the metadata)."""
         self.refs: list[RetainedRef] = []
 
+    @property
+    def memo(self) -> Keeper | None:
+        """This keeper as the scans' `Memo`, or None without a verdict cache."""
+        return self if self._verdicts is not None else None
+
     async def artifact(self, artifact: ArtifactInfo, path: Path, report: ArtifactReport) -> None:
         """`scan_artifacts`' `on_scanned`: a workflow-run artifact."""
-        await self._keep(
-            path,
-            report,
-            workflow_run_id=artifact.run.id,
-            artifact_id=artifact.id,
-            artifact_name=artifact.name,
-        )
+        await self._keep(path, report, artifact)
 
     async def asset(self, asset: AssetInfo, path: Path, report: ArtifactReport) -> None:
         """`scan_assets`' `on_scanned`: a release asset."""
-        await self._keep(path, report, artifact_id=asset.id, artifact_name=asset.name)
+        await self._keep(path, report, asset)
+
+    def _meta(self, item: ArtifactInfo | AssetInfo) -> RetentionMeta:
+        return RetentionMeta.for_job(
+            self._job,
+            commit=self._commit,
+            workflow_run_id=item.run.id if isinstance(item, ArtifactInfo) else None,
+            artifact_id=item.id,
+            artifact_name=item.name,
+            check_run_url=self.check_run_url,
+        )
 
     async def _keep(
-        self,
-        path: Path,
-        report: ArtifactReport,
-        *,
-        artifact_id: int,
-        artifact_name: str,
-        workflow_run_id: int | None = None,
+        self, path: Path, report: ArtifactReport, item: ArtifactInfo | AssetInfo
     ) -> None:
         if self._retainer is None:
             return
-        meta = RetentionMeta.for_job(
-            self._job,
-            commit=self._commit,
-            workflow_run_id=workflow_run_id,
-            artifact_id=artifact_id,
-            artifact_name=artifact_name,
-            check_run_url=self.check_run_url,
-        )
         ref = await self._retainer.retain(
-            path, artifact_report=report, meta=meta, rules=self._rules
+            path, artifact_report=report, meta=self._meta(item), rules=self._rules
         )
         if ref is not None:
             self.refs.append(ref)
+            if ref.kept:
+                self._kept[(item.subject.kind, item.id)] = ref.id
+
+    # --- Memo ---------------------------------------------------------------------------------
+
+    async def recall(self, item: ArtifactInfo | AssetInfo) -> ArtifactReport | None:
+        if self._verdicts is None:
+            return None
+        recalled = await self._verdicts.recall(item.subject, item.name)
+        if recalled is None:
+            return None
+        if self._retainer is not None:
+            ref = await self._retainer.retain_stored(
+                artifact_report=recalled.report, meta=self._meta(item), rules=self._rules
+            )
+            if ref is MISSING:
+                return None  # the failing verdict's copy is gone: download and keep it again
+            if isinstance(ref, RetainedRef):
+                self.refs.append(ref)
+        return recalled.report
+
+    async def remember(self, item: ArtifactInfo | AssetInfo, report: ArtifactReport) -> None:
+        if self._verdicts is not None:
+            kept = self._kept.get((item.subject.kind, item.id))
+            await self._verdicts.remember(item.subject, item.name, report, kept)
 
     @property
     def retained_id(self) -> str | None:
@@ -103,8 +140,12 @@ def scan_progress(
     is being downloaded or scanned; the check run's page is noted for the retained metadata."""
 
     async def progress(message: str) -> None:
-        await ctx.audit("scanning" if message.startswith("scanning") else "downloading", message)
-        url = await publish(gh, repository, check_run_id, progress_update(message))
+        scanning = message.startswith("scanning")
+        await ctx.audit("scanning" if scanning else "downloading", message)
+        if scanning:
+            return  # the check run said so already: one update per artifact, not two
+        shown = message.replace("downloading", "downloading and scanning", 1)
+        url = await publish(gh, repository, check_run_id, progress_update(shown))
         keeper.check_run_url = url or keeper.check_run_url
 
     return progress
@@ -122,10 +163,12 @@ async def scan_and_keep(
     retainer: Retainer | None,
     workdir: Path | None,
     max_bytes: int,
+    verdicts: VerdictCache | None = None,
 ) -> tuple[ScanOutcome, Keeper]:
     """Scan workflow-run artifacts in a private temporary folder inside `workdir`, keeping
-    the failing ones and saying on the check run which one is being scanned."""
-    keeper = Keeper(retainer, job, commit=commit, rules=policy.retention)
+    the failing ones and saying on the check run which one is being scanned; with
+    `verdicts`, those scanned before are not downloaded again."""
+    keeper = Keeper(retainer, job, commit=commit, rules=policy.retention, verdicts=verdicts)
     progress = scan_progress(gh, job.repository, check_run_id, ctx, keeper)
     with tempfile.TemporaryDirectory(prefix="release-guard-job-", dir=workdir) as folder:
         outcome = await scan_artifacts(
@@ -136,5 +179,6 @@ async def scan_and_keep(
             max_bytes=max_bytes,
             progress=progress,
             on_scanned=keeper.artifact,
+            memo=keeper.memo,
         )
     return outcome, keeper

@@ -19,7 +19,9 @@ from bot.retention.blobs import BlobStore, BlobStoreError, DigestMismatch
 from bot.retention.gc import GcReport, collect_garbage
 from bot.retention.policy import Keep, RetentionPolicy, merged_environment
 from bot.retention.retainer import (
+    MISSING,
     SPOOL_FOLDER,
+    Missing,
     RetainedRef,
     Retainer,
     RetentionMeta,
@@ -31,11 +33,13 @@ from bot.settings import Settings
 from bot.store.base import RetentionIndex
 
 __all__ = [
+    "MISSING",
     "BlobStore",
     "BlobStoreError",
     "DigestMismatch",
     "GcReport",
     "Keep",
+    "Missing",
     "RetainedRef",
     "Retainer",
     "RetentionMeta",

@@ -17,6 +17,7 @@ A crash before 2 leaves at most an unreferenced blob or an invisible partial wri
 from __future__ import annotations
 
 import asyncio
+import enum
 import hashlib
 import logging
 import os
@@ -132,6 +133,15 @@ class RetentionMeta:
         )
 
 
+class Missing(enum.Enum):
+    """`Retainer.retain_stored`'s answer when the bytes to point at are not in the store."""
+
+    MISSING = "missing"
+
+
+MISSING: Final = Missing.MISSING
+
+
 @dataclass(frozen=True, slots=True)
 class RetainedRef:
     """What became of one retention, for the check run and the job's result.
@@ -243,6 +253,77 @@ class Retainer:
                 state=RetainedState.FAILED,
                 error=str(exc),
             )
+
+    async def retain_stored(
+        self,
+        *,
+        artifact_report: ArtifactReport,
+        meta: RetentionMeta,
+        rules: RetentionRules | None = None,
+    ) -> RetainedRef | Missing | None:
+        """Keep, for `meta`'s commit, bytes an earlier scan already stored; never raises.
+
+        For a verdict reused without downloading the artifact again
+        (`bot.handlers.verdicts`): when the policy keeps this report, the blob named by its
+        `sha256` must still be in the store; then a record (and a sighting) for this
+        commit points at it, as a retention of freshly downloaded bytes would. Returns None
+        when the policy keeps nothing for this report, `MISSING` when the bytes are not in
+        the store (or it cannot tell), so that the artifact is downloaded and kept anew.
+        """
+        policy = self.policy.for_repository(rules)
+        if not policy.wants(artifact_report):
+            return None
+        digest = artifact_report.sha256
+        if not digest:
+            return MISSING
+        name = meta.artifact_name or artifact_report.name
+        rid = retained_id(meta.repository, meta.commit, digest)
+        now = self.clock()
+        record = RetainedRecord(
+            id=rid,
+            digest=digest,
+            size=artifact_report.size,
+            repository=meta.repository,
+            commit=meta.commit.lower(),
+            artifact_name=name,
+            state=RetainedState.KEPT,
+            kept_at=now,
+            expires_at=now + policy.seconds,
+            last_seen_at=now,
+        )
+        try:
+            async with self.lock:  # gc in this process cannot delete the blob meanwhile
+                if await self.blobs.stat(digest) is None:
+                    return MISSING
+                stored, _created = await self.index.upsert_retained(
+                    record, meta.sighting(now, artifact_report)
+                )
+            await self.index.audit(
+                meta.job_id,
+                "retained",
+                f"kept {name} as {rid} until {iso_time(stored.expires_at)} (scanned before: "
+                "already in the store, not downloaded again)",
+                {
+                    "retained_id": rid,
+                    "sha256": digest,
+                    "size": artifact_report.size,
+                    "store": self.blobs.url,
+                    "expires_at": iso_time(stored.expires_at),
+                    "stored_now": False,
+                },
+                delivery_id=meta.delivery_id,
+            )
+        except Exception:  # the artifact is scanned again instead: nothing is lost
+            log.exception("cannot reuse the kept copy of %s", name, extra={"job_id": meta.job_id})
+            return MISSING
+        return RetainedRef(
+            id=rid,
+            digest=digest,
+            size=artifact_report.size,
+            artifact_name=name,
+            state=RetainedState.KEPT,
+            expires_at=stored.expires_at,
+        )
 
     async def _retain(
         self,

@@ -400,3 +400,57 @@ class RetentionIndex(Protocol):
         delivery_id: str | None = None,
     ) -> None:
         """Append one event to the audit trail (the same method as `Store.audit`)."""
+
+
+# -- scanned once: verdicts and check-run coverage (issue 15) -----------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class StoredVerdict:
+    """A scan's verdict on one artifact or asset, kept for the next job that meets it.
+
+    `key` names what was scanned (the bytes' digest, or the artifact's id and size), the
+    repository, the effective policy and the engine version (`bot.handlers.verdicts`); a
+    config change or an engine upgrade makes a new key, so nothing is ever invalidated by
+    hand. `report` is the engine's `ArtifactReport` as `to_dict` gives it; `retained_id` names
+    the retained copy of a failing artifact, when one was kept.
+    """
+
+    key: str
+    report: dict[str, Any]
+    retained_id: str | None
+    recorded_at: float
+
+
+@dataclass(frozen=True, slots=True)
+class CheckCoverage:
+    """What the commit's latest pull-request check run covers.
+
+    `inputs` is a digest of the completed workflow runs (id and attempt), their scanned
+    artifacts (ids) and the policy the check ran with; a job that finds the same inputs has
+    nothing new to report and adds no check run (`bot.handlers.pull_requests`).
+    """
+
+    repository: str
+    head_sha: str
+    check_run_id: int
+    inputs: str
+    job_id: int
+    recorded_at: float
+
+
+@runtime_checkable
+class ScanLedger(Protocol):
+    """Verdicts and check-run coverage, shared by every worker (both stores implement it)."""
+
+    async def get_verdict(self, key: str) -> StoredVerdict | None:
+        """The verdict recorded under `key`, or None."""
+
+    async def put_verdict(self, verdict: StoredVerdict) -> None:
+        """Record (or replace) the verdict under its key; forget those long unused."""
+
+    async def get_coverage(self, repository: str, head_sha: str) -> CheckCoverage | None:
+        """What the commit's latest check run covers (repository compared case-blind)."""
+
+    async def put_coverage(self, coverage: CheckCoverage) -> None:
+        """Record (or replace) what the commit's latest check run covers."""

@@ -11,7 +11,16 @@ from collections.abc import Mapping
 from typing import Any, Final, Literal
 
 from bot.events import JobKind
-from bot.store.base import Job, JobState, RetainedFilter, RetainedRecord, RetainedState, Sighting
+from bot.store.base import (
+    CheckCoverage,
+    Job,
+    JobState,
+    RetainedFilter,
+    RetainedRecord,
+    RetainedState,
+    Sighting,
+    StoredVerdict,
+)
 
 Dialect = Literal["sqlite", "postgresql"]
 
@@ -19,6 +28,9 @@ PENDING: Final = "state IN ('queued', 'running')"
 """A job still to do or being done: the jobs new deliveries fold into."""
 RESCANS_KEPT: Final = 86_400.0
 """Seconds a finished rescan is remembered for other workers (`record_rescan`)."""
+SCANS_KEPT: Final = 90 * 86_400.0
+"""Seconds a verdict or a check run's coverage is remembered after it was last recorded: as
+long as GitHub keeps an Actions artifact by default."""
 
 
 def job_from_row(row: Mapping[str, Any]) -> Job:
@@ -133,3 +145,37 @@ def retained_query(columns: str, query: RetainedFilter, dialect: Dialect) -> tup
         sql += f" LIMIT {mark}"
         params.append(query.limit)
     return sql, params
+
+
+def verdict_from_row(row: Mapping[str, Any]) -> StoredVerdict:
+    """A `scan_verdicts` row, its `report` decoded already."""
+    report = row["report"]
+    return StoredVerdict(
+        key=row["key"],
+        report=report if isinstance(report, dict) else {},
+        retained_id=row["retained_id"],
+        recorded_at=row["recorded_at"],
+    )
+
+
+def coverage_from_row(row: Mapping[str, Any]) -> CheckCoverage:
+    return CheckCoverage(
+        repository=row["repository"],
+        head_sha=row["head_sha"],
+        check_run_id=row["check_run_id"],
+        inputs=row["inputs"],
+        job_id=row["job_id"],
+        recorded_at=row["recorded_at"],
+    )
+
+
+def coverage_params(coverage: CheckCoverage) -> tuple[str, str, int, str, int, float]:
+    """The row's values in column order; the repository and commit compared case-blind."""
+    return (
+        coverage.repository.lower(),
+        coverage.head_sha.lower(),
+        coverage.check_run_id,
+        coverage.inputs,
+        coverage.job_id,
+        coverage.recorded_at,
+    )

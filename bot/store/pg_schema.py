@@ -142,6 +142,27 @@ MIGRATIONS: Final[tuple[tuple[str, ...], ...]] = (
         )""",
         "CREATE INDEX rescans_by_time ON rescans (recorded_at)",
     ),
+    (
+        # Scanned once (issue 15): verdicts by what was scanned, policy and engine; and what
+        # each commit's latest pull-request check run covers.
+        """CREATE TABLE scan_verdicts (
+            key text PRIMARY KEY,
+            report jsonb NOT NULL,
+            retained_id text,
+            recorded_at double precision NOT NULL
+        )""",
+        "CREATE INDEX scan_verdicts_by_time ON scan_verdicts (recorded_at)",
+        """CREATE TABLE check_coverage (
+            repository text NOT NULL,
+            head_sha text NOT NULL,
+            check_run_id bigint NOT NULL,
+            inputs text NOT NULL,
+            job_id bigint NOT NULL,
+            recorded_at double precision NOT NULL,
+            PRIMARY KEY (repository, head_sha)
+        )""",
+        "CREATE INDEX check_coverage_by_time ON check_coverage (recorded_at)",
+    ),
 )
 
 _VERSION_TABLE: Final = (

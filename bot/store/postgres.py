@@ -41,6 +41,7 @@ from bot.events import JobSpec
 from bot.store.base import (
     AmbiguousId,
     AuditEvent,
+    CheckCoverage,
     Delivery,
     Job,
     JobState,
@@ -49,16 +50,21 @@ from bot.store.base import (
     RetainedRecord,
     RetainedState,
     Sighting,
+    StoredVerdict,
     StoreError,
 )
 from bot.store.common import (
     PENDING,
     RESCANS_KEPT,
+    SCANS_KEPT,
+    coverage_from_row,
+    coverage_params,
     job_from_row,
     lock_key_sql,
     retained_from_row,
     retained_query,
     sighting_from_row,
+    verdict_from_row,
 )
 from bot.store.pg_schema import migrate
 
@@ -590,6 +596,53 @@ class PostgresStore:
         rows = await self._query("SELECT result FROM rescans WHERE key = %s", (key,))
         value = rows[0]["result"] if rows else None
         return value if isinstance(value, dict) else None
+
+    # -- scanned once (ScanLedger) ---------------------------------------------------------------
+
+    async def get_verdict(self, key: str) -> StoredVerdict | None:
+        rows = await self._query("SELECT * FROM scan_verdicts WHERE key = %s", (key,))
+        return verdict_from_row(rows[0]) if rows else None
+
+    async def put_verdict(self, verdict: StoredVerdict) -> None:
+        now = self._clock()
+        async with self._connection() as conn:
+            await conn.execute(
+                "WITH kept AS (INSERT INTO scan_verdicts (key, report, retained_id, recorded_at)"
+                " VALUES (%(key)s, %(report)s::jsonb, %(retained_id)s, %(at)s)"
+                " ON CONFLICT (key) DO UPDATE SET report = EXCLUDED.report,"
+                " retained_id = EXCLUDED.retained_id, recorded_at = EXCLUDED.recorded_at"
+                " RETURNING key) DELETE FROM scan_verdicts"
+                " WHERE recorded_at < %(old)s AND key NOT IN (SELECT key FROM kept)",
+                {
+                    "key": verdict.key,
+                    "report": json.dumps(verdict.report),
+                    "retained_id": verdict.retained_id,
+                    "at": verdict.recorded_at,
+                    "old": now - SCANS_KEPT,
+                },
+            )
+
+    async def get_coverage(self, repository: str, head_sha: str) -> CheckCoverage | None:
+        rows = await self._query(
+            "SELECT * FROM check_coverage WHERE repository = %s AND head_sha = %s",
+            (repository.lower(), head_sha.lower()),
+        )
+        return coverage_from_row(rows[0]) if rows else None
+
+    async def put_coverage(self, coverage: CheckCoverage) -> None:
+        now = self._clock()
+        async with self._connection() as conn:
+            await conn.execute(
+                "INSERT INTO check_coverage"
+                " (repository, head_sha, check_run_id, inputs, job_id, recorded_at)"
+                " VALUES (%s, %s, %s, %s, %s, %s) ON CONFLICT (repository, head_sha) DO UPDATE"
+                " SET check_run_id = EXCLUDED.check_run_id, inputs = EXCLUDED.inputs,"
+                " job_id = EXCLUDED.job_id, recorded_at = EXCLUDED.recorded_at",
+                coverage_params(coverage),
+            )
+            await conn.execute(
+                "DELETE FROM check_coverage WHERE recorded_at < %s", (now - SCANS_KEPT,)
+            )
 
     async def record_rescan(self, key: str, result: Mapping[str, Any]) -> None:
         """Remember a finished rescan for `key`, and forget those older than a day."""

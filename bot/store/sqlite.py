@@ -11,7 +11,9 @@
 - Writes run in `BEGIN IMMEDIATE` transactions: a second process waits for the write lock
   (busy timeout) instead of failing when a read transaction would have to upgrade.
 - `audit_events` is append-only: triggers abort any UPDATE or DELETE on it.
-- It is also the `RetentionIndex` (schema version 2): the metadata of retained artifacts.
+- It is also the `RetentionIndex` (schema version 2): the metadata of retained artifacts, and
+  the `ScanLedger` (schema version 4): verdicts and check-run coverage, so each artifact is
+  scanned once.
 """
 
 from __future__ import annotations
@@ -32,6 +34,7 @@ from bot.events import JobSpec
 from bot.store.base import (
     AmbiguousId,
     AuditEvent,
+    CheckCoverage,
     Delivery,
     Job,
     JobState,
@@ -40,17 +43,22 @@ from bot.store.base import (
     RetainedRecord,
     RetainedState,
     Sighting,
+    StoredVerdict,
     StoreError,
     StoreMissing,
 )
 from bot.store.common import (
     PENDING,
     RESCANS_KEPT,
+    SCANS_KEPT,
+    coverage_from_row,
+    coverage_params,
     job_from_row,
     lock_key_sql,
     retained_from_row,
     retained_query,
     sighting_from_row,
+    verdict_from_row,
 )
 
 T = TypeVar("T")
@@ -154,6 +162,27 @@ MIGRATIONS: Final[tuple[tuple[str, ...], ...]] = (
             recorded_at REAL NOT NULL
         )""",
         "CREATE INDEX rescans_by_time ON rescans (recorded_at)",
+    ),
+    (
+        # Scanned once (issue 15): verdicts by what was scanned, policy and engine; and what
+        # each commit's latest pull-request check run covers.
+        """CREATE TABLE scan_verdicts (
+            key TEXT PRIMARY KEY,
+            report TEXT NOT NULL,
+            retained_id TEXT,
+            recorded_at REAL NOT NULL
+        )""",
+        "CREATE INDEX scan_verdicts_by_time ON scan_verdicts (recorded_at)",
+        """CREATE TABLE check_coverage (
+            repository TEXT NOT NULL,
+            head_sha TEXT NOT NULL,
+            check_run_id INTEGER NOT NULL,
+            inputs TEXT NOT NULL,
+            job_id INTEGER NOT NULL,
+            recorded_at REAL NOT NULL,
+            PRIMARY KEY (repository, head_sha)
+        )""",
+        "CREATE INDEX check_coverage_by_time ON check_coverage (recorded_at)",
     ),
 )
 
@@ -722,6 +751,64 @@ class SqliteStore:
                 (key, result, now),
             )
             conn.execute("DELETE FROM rescans WHERE recorded_at < ?", (now - RESCANS_KEPT,))
+
+    # -- scanned once (ScanLedger) ---------------------------------------------------------------
+
+    async def get_verdict(self, key: str) -> StoredVerdict | None:
+        return await self._call(self._get_verdict_sync, key)
+
+    def _get_verdict_sync(self, key: str) -> StoredVerdict | None:
+        row = self._db.execute("SELECT * FROM scan_verdicts WHERE key = ?", (key,)).fetchone()
+        if row is None:
+            return None
+        return verdict_from_row({**dict(row), "report": json.loads(row["report"])})
+
+    async def put_verdict(self, verdict: StoredVerdict) -> None:
+        await self._call(self._put_verdict_sync, verdict)
+
+    def _put_verdict_sync(self, verdict: StoredVerdict) -> None:
+        with self._write() as conn:
+            conn.execute(
+                "INSERT INTO scan_verdicts (key, report, retained_id, recorded_at)"
+                " VALUES (?, ?, ?, ?) ON CONFLICT (key) DO UPDATE SET report = excluded.report,"
+                " retained_id = excluded.retained_id, recorded_at = excluded.recorded_at",
+                (
+                    verdict.key,
+                    json.dumps(verdict.report),
+                    verdict.retained_id,
+                    verdict.recorded_at,
+                ),
+            )
+            conn.execute(
+                "DELETE FROM scan_verdicts WHERE recorded_at < ?", (self._clock() - SCANS_KEPT,)
+            )
+
+    async def get_coverage(self, repository: str, head_sha: str) -> CheckCoverage | None:
+        return await self._call(self._get_coverage_sync, repository, head_sha)
+
+    def _get_coverage_sync(self, repository: str, head_sha: str) -> CheckCoverage | None:
+        row = self._db.execute(
+            "SELECT * FROM check_coverage WHERE repository = ? AND head_sha = ?",
+            (repository.lower(), head_sha.lower()),
+        ).fetchone()
+        return None if row is None else coverage_from_row(row)
+
+    async def put_coverage(self, coverage: CheckCoverage) -> None:
+        await self._call(self._put_coverage_sync, coverage)
+
+    def _put_coverage_sync(self, coverage: CheckCoverage) -> None:
+        with self._write() as conn:
+            conn.execute(
+                "INSERT INTO check_coverage"
+                " (repository, head_sha, check_run_id, inputs, job_id, recorded_at)"
+                " VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT (repository, head_sha) DO UPDATE SET"
+                " check_run_id = excluded.check_run_id, inputs = excluded.inputs,"
+                " job_id = excluded.job_id, recorded_at = excluded.recorded_at",
+                coverage_params(coverage),
+            )
+            conn.execute(
+                "DELETE FROM check_coverage WHERE recorded_at < ?", (self._clock() - SCANS_KEPT,)
+            )
 
     async def get_job(self, job_id: int) -> Job | None:
         return await self._call(self._get_job_sync, job_id)
