@@ -292,6 +292,9 @@ async def test_two_workers_one_check_run_per_set_of_inputs_each_artifact_downloa
     )
     secret = new_secret()
     env = app_environment(ghdouble, pg_schema_url, secret)
+    # Scale-out keeps failing artifacts in one store every worker sees (S3 in production):
+    # a reused failing verdict needs its retained copy.
+    env["ARTIFACT_STORE"] = (tmp_path / "retained").as_uri()
     web = start(apps, tmp_path, env, "web", web_args())
     await web.started()
     for n in (1, 2):

@@ -31,6 +31,8 @@ TABLES = {
     "retained_sightings",
     "rate_limit_blocks",
     "rescans",
+    "scan_verdicts",
+    "check_coverage",
 }
 
 
