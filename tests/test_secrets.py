@@ -12,6 +12,7 @@ from pathlib import Path
 import pytest
 
 from bot.config import load_policy
+from bot.engine import secrets_scan
 from bot.engine.model import Rule, Severity
 from bot.engine.policy import Policy
 from bot.engine.scan import scan_path
@@ -225,6 +226,37 @@ def test_many_secrets_in_one_file_are_capped(tmp_path: Path) -> None:
     findings = _secret_findings(path)
     assert len(findings) == 51
     assert "10 more secrets/github-token findings" in findings[-1][4]
+
+
+def test_a_file_of_endless_candidates_fails_closed(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """`AKIAAKIA…` makes every fourth byte a candidate: past the budget, archive/limit."""
+    monkeypatch.setattr(secrets_scan, "MAX_CANDIDATES_PER_FILE", 1000)
+    token = checksummed("ghp_", random.Random(13))
+    hostile = b"x\n" * 10 + b"AKIA" * 5000 + b"\n" + token.encode() + b"\n"
+    path = _tgz(tmp_path, [Member("package/a.bin", hostile), Member("package/b.js", b"ok\n")])
+    findings = scan_path(path, policy=Policy()).findings
+    [limit] = [f for f in findings if f.rule is Rule.ARCHIVE_LIMIT]
+    assert (limit.severity, limit.path, limit.line) == (
+        Severity.ERROR,
+        "pkg-1.0.0.tgz!/package/a.bin",
+        11,
+    )
+    assert "not searched for secrets" in limit.message
+    assert not [f for f in findings if f.rule.is_secret]  # the token after it went unread
+
+
+def test_the_fallback_prefilter_gives_the_same_findings(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Without the ahocorasick_rs wheel, `bytes.find` per literal finds the same secrets."""
+    text = "\n".join(f"v{i} = '{s.secret}'; w = '{s.notice}';" for i, s in enumerate(SAMPLES))
+    path = _tgz(tmp_path, [Member("package/all.js", text.encode())])
+    fast = _secret_findings(path)
+    monkeypatch.setattr(secrets_scan, "_PREFILTER", Prefilter(FORMATS, fast=False))
+    assert _secret_findings(path) == fast
+    assert len(fast) == 2 * len(SAMPLES)
 
 
 # --------------------------------------------------------------------------- policy

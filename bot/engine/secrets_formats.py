@@ -61,7 +61,9 @@ class SecretFormat:
     - `literals`: byte strings one of which every match contains (the prefilter's needles).
     - `pattern`: the whole secret; group `value` is what is masked and fingerprinted.
     - `before`: how far before a literal's start a match may begin (0 when the literal is the
-      secret's first bytes).
+      secret's first bytes); then `anchor` is the match's own first bytes, looked for
+      backwards from the literal (a regex tried at every position of the window would
+      backtrack far too much).
     - `valid`: a structural check of the value (a checksum), or None.
     - `shown`: how many leading bytes of the value are the issuer's fixed prefix, safe to show.
     - `advice`: what to do, for the message.
@@ -77,6 +79,7 @@ class SecretFormat:
     shown: int
     advice: str
     before: int = 0
+    anchor: bytes = b""
     valid: Callable[[bytes], bool] | None = None
     random_after: bytes = b""
 
@@ -218,6 +221,7 @@ FORMATS: Final[tuple[SecretFormat, ...]] = (
         ),
         shown=3,
         before=270,
+        anchor=b"sk-",
         advice=_REVOKE,
     ),
     # Anthropic API keys: `sk-ant-api03-` (admin keys `sk-ant-admin01-`) and about 95 characters.

@@ -52,6 +52,11 @@ CONTEXT: Final = 1024
 _DIRECT: Final = 2 * (CONTEXT + TAIL)
 """Chunks at least this long are searched in place (see `SecretScanner._feed_direct`)."""
 
+MAX_CANDIDATES_PER_FILE: Final = 100_000
+"""Prefilter hits examined per file. A real file has a handful; a hostile one made of
+`AKIAAKIA…` would make each byte cost a regex and a pair search. Past this the file is an
+`archive/limit` finding (fail closed), the way the walker treats other work bounds."""
+
 MAX_FINDINGS_PER_FILE: Final = 50
 """Secrets listed per file; beyond that one observation per rule counts the rest."""
 
@@ -59,6 +64,7 @@ FINGERPRINT_HEX: Final = 16
 """Hex digits of SHA-256 a fingerprint keeps (64 bits: unique among fixtures, and far too
 few to confirm a guess of a 178-bit token by brute force)."""
 
+_ANCHOR_TRIES: Final = 4  # `sk-` may recur inside a key's random part: look a little further
 _PEM_BODY_MIN: Final = 64  # base64 characters after the header: a key, not a parser's constant
 _PEM_SAMPLE: Final = 512  # bytes after the header that are looked at
 _PEM_FINGERPRINT_CHARS: Final = 256
@@ -198,9 +204,16 @@ def _match_format(secret_format: SecretFormat, buf: bytes, hit: int) -> Iterable
         if found is not None:
             yield _value(found)
         return
-    for found in secret_format.pattern.finditer(buf, max(0, hit - secret_format.before), end):
-        if found.start() <= hit < found.end():
+    floor = max(0, hit - secret_format.before)
+    at = hit
+    for _ in range(_ANCHOR_TRIES):
+        at = buf.rfind(secret_format.anchor, floor, at)
+        if at < 0:
+            return
+        found = secret_format.pattern.match(buf, at, end)
+        if found is not None and found.end() > hit:
             yield _value(found)
+            return
 
 
 def _aws_secret_near(buf: bytes, start: int, end: int) -> bytes | None:
@@ -238,21 +251,42 @@ def _pem_body(buf: bytes, end: int) -> tuple[bytes, bool]:
     return bytes(body), encrypted
 
 
-def find_secrets(buf: bytes, lo: int, hi: int) -> list[SecretMatch]:
-    """Every secret in `buf` that starts in `[lo, hi)`; `buf` around it gives the context."""
-    matches: list[SecretMatch] = []
+@dataclass(slots=True)
+class Found:
+    """What `find_secrets` found, and where it stopped when its budget ran out."""
+
+    matches: list[SecretMatch] = field(default_factory=list)
+    candidates: int = 0
+    """Literal hits it looked at (each costs a regex match, some a checksum or a pair search)."""
+    stopped_at: int | None = None
+    """The buffer position of the first hit left unexamined, or None when it finished."""
+
+
+def find_secrets(buf: bytes, lo: int, hi: int, budget: int | None = None) -> Found:
+    """Every secret in `buf` that starts in `[lo, hi)`; `buf` around it gives the context.
+
+    At most `budget` literal hits are examined (None: all); a hit before `lo` cannot begin a
+    match that starts in range and costs nothing.
+    """
+    found = Found()
     seen: set[tuple[Rule, int]] = set()
     for index, hit in _PREFILTER.hits(buf):
         secret_format = FORMATS[index]
+        if hit < lo or (hit >= hi and secret_format.before == 0):
+            continue
+        if budget is not None and found.candidates >= budget:
+            found.stopped_at = hit
+            break
+        found.candidates += 1
         for start, value in _match_format(secret_format, buf, hit):
             if not lo <= start < hi or (secret_format.rule, start) in seen:
                 continue
-            found = _verify(secret_format, buf, start, value)
-            if found is not None:
+            match = _verify(secret_format, buf, start, value)
+            if match is not None:
                 seen.add((secret_format.rule, start))
-                matches.append(found)
-    matches.sort(key=lambda match: match.start)
-    return matches
+                found.matches.append(match)
+    found.matches.sort(key=lambda match: match.start)
+    return found
 
 
 def _verify(
@@ -358,9 +392,11 @@ class SecretScanner:
     _line_base: int = 1
     _overflow: dict[Rule, int] = field(default_factory=dict)
     _listed: int = 0
+    _candidates: int = 0
+    _stopped_line: int | None = None
 
     def feed(self, chunk: bytes) -> None:
-        if not chunk:
+        if not chunk or self._stopped_line is not None:
             return
         if len(chunk) < _DIRECT:
             self._feed_joined(chunk)
@@ -415,11 +451,24 @@ class SecretScanner:
             )
             self.observations.append(Observation(rule, self.path, message, self.line))
         self._overflow = {}
+        if self._stopped_line is not None:
+            message = (
+                f"more than {MAX_CANDIDATES_PER_FILE:,} places in this file look like the start "
+                "of a secret: the rest of it was not searched for secrets, so the scan fails "
+                f"closed{self.where}."
+            )
+            self.observations.append(
+                Observation(Rule.ARCHIVE_LIMIT, self.path, message, self._stopped_line)
+            )
         return self.observations
 
     def _scan(self, buf: bytes, lo: int, hi: int, line_base: int) -> None:
         """Report the secrets starting in `buf[lo:hi]`; `buf[0]` is on line `line_base`."""
-        for match in find_secrets(buf, lo, hi):
+        if self._stopped_line is not None:
+            return
+        found = find_secrets(buf, lo, hi, MAX_CANDIDATES_PER_FILE - self._candidates)
+        self._candidates += found.candidates
+        for match in found.matches:
             if fingerprint(match.identity) in self.allow:
                 continue
             rule = match.secret_format.rule
@@ -428,12 +477,22 @@ class SecretScanner:
                 continue
             self._listed += 1
             message, ceiling = describe(match)
-            line = self.line
-            if line is None:
-                line = line_base + count_newlines(buf, 0, match.start)
             self.observations.append(
-                Observation(rule, self.path, message + self.where, line, ceiling=ceiling)
+                Observation(
+                    rule,
+                    self.path,
+                    message + self.where,
+                    self._line_of(buf, match.start, line_base),
+                    ceiling=ceiling,
+                )
             )
+        if found.stopped_at is not None:
+            self._stopped_line = self._line_of(buf, found.stopped_at, line_base)
+
+    def _line_of(self, buf: bytes, position: int, line_base: int) -> int | None:
+        if self.line is not None:
+            return self.line
+        return line_base + count_newlines(buf, 0, position)
 
 
 # --------------------------------------------------------------------------- last guard
