@@ -25,6 +25,9 @@ RESCAN_ACTION: Final = "rescan"
 """The identifier of the check run's "Rescan" button (its `requested_action`)."""
 MAX_COMMENT_CHARS: Final = 2000
 MAX_COMMAND_CHARS: Final = 200
+MAX_ID: Final = 2**63 - 1
+"""The largest id or number a payload may carry: the stores keep them in signed 64-bit
+columns (SQLite INTEGER, PostgreSQL bigint). GitHub's ids and numbers are positive."""
 _SHA = re.compile(r"[0-9a-f]{40}(?:[0-9a-f]{24})?")  # SHA-1, or SHA-256 repositories
 _FULL_NAME = re.compile(r"[A-Za-z0-9_.-]+/[A-Za-z0-9_.-]+")
 
@@ -87,9 +90,23 @@ def _obj(obj: Mapping[str, Any], key: str, path: str = "") -> Mapping[str, Any]:
 
 
 def _int(obj: Mapping[str, Any], key: str, path: str = "") -> int:
-    value = _get(obj, path, key)
+    """Read an id or a number: a positive integer that fits the stores' 64-bit columns."""
+    return _positive(_get(obj, path, key), f"{path}{key}")
+
+
+def _positive(value: Any, where: str) -> int:
     if not isinstance(value, int) or isinstance(value, bool):
-        raise MalformedPayload(f"{path}{key}: expected an integer")
+        raise MalformedPayload(f"{where}: expected an integer")
+    if not 1 <= value <= MAX_ID:
+        raise MalformedPayload(f"{where}: expected an integer from 1 to 2^63-1")
+    return value
+
+
+def _text(value: str, where: str) -> str:
+    # PostgreSQL's text and jsonb cannot hold U+0000
+    # (https://www.postgresql.org/docs/current/datatype-json.html); GitHub never sends it.
+    if "\x00" in value:
+        raise MalformedPayload(f"{where}: contains a NUL character")
     return value
 
 
@@ -97,14 +114,14 @@ def _str(obj: Mapping[str, Any], key: str, path: str = "") -> str:
     value = _get(obj, path, key)
     if not isinstance(value, str):
         raise MalformedPayload(f"{path}{key}: expected a string")
-    return value
+    return _text(value, f"{path}{key}")
 
 
 def _opt_str(obj: Mapping[str, Any], key: str, path: str = "") -> str | None:
     value = obj.get(key)
     if value is not None and not isinstance(value, str):
         raise MalformedPayload(f"{path}{key}: expected a string or null")
-    return value
+    return None if value is None else _text(value, f"{path}{key}")
 
 
 def _bool(obj: Mapping[str, Any], key: str, path: str = "") -> bool:
@@ -364,9 +381,7 @@ class WorkflowRunEvent:
     @classmethod
     def parse(cls, payload: Mapping[str, Any], action: str) -> WorkflowRunEvent:
         run = _obj(payload, "workflow_run")
-        attempt = run.get("run_attempt", 1)
-        if not isinstance(attempt, int) or isinstance(attempt, bool):
-            raise MalformedPayload("workflow_run.run_attempt: expected an integer")
+        attempt = _positive(run.get("run_attempt", 1), "workflow_run.run_attempt")
         return cls(
             action=action,
             target=Target.parse(payload),
@@ -606,4 +621,36 @@ def route(event: str, payload: Mapping[str, Any]) -> Routed:
         skipped = model.ignored()
         if skipped is not None:
             return Routed(event, action, ignored=skipped)
-    return Routed(event, action, jobs=model.jobs())
+    jobs = model.jobs()
+    for job in jobs:
+        _check_storable(job)
+    return Routed(event, action, jobs=jobs)
+
+
+def _check_storable(job: JobSpec) -> None:
+    """Refuse a job the stores could not keep: the last guard before the database.
+
+    The models above already check each field they read; this walks what they built, so a
+    field added later cannot bring an integer or a string the store would fail on (a 500
+    instead of a 400).
+    """
+    _positive(job.installation_id, "installation.id")
+    _text(job.repository, "repository.full_name")
+    for key, value in job.details.items():
+        _check_value(value, key)
+
+
+def _check_value(value: JSONValue, where: str) -> None:
+    if isinstance(value, bool) or value is None or isinstance(value, float):
+        return
+    if isinstance(value, int):
+        if not -MAX_ID - 1 <= value <= MAX_ID:
+            raise MalformedPayload(f"{where}: an integer outside the 64-bit range")
+    elif isinstance(value, str):
+        _text(value, where)
+    elif isinstance(value, list):
+        for index, item in enumerate(value):
+            _check_value(item, f"{where}[{index}]")
+    else:
+        for key, item in value.items():
+            _check_value(item, f"{where}.{key}")

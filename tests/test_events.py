@@ -12,6 +12,7 @@ from hypothesis import strategies as st
 from bot.events import (
     COMMAND_PREFIX,
     MAX_COMMENT_CHARS,
+    MAX_ID,
     JobKind,
     MalformedPayload,
     route,
@@ -353,6 +354,14 @@ def _broken(path: list[str], value: Any) -> dict[str, Any]:
         (["pull_request", "number"], "7", "pull_request.number: expected an integer"),
         (["pull_request", "number"], True, "pull_request.number: expected an integer"),
         (["installation", "id"], "42", "installation.id: expected an integer"),
+        # The stores keep ids in signed 64-bit columns; GitHub's are positive (issue 16).
+        (["installation", "id"], 2**63, r"installation.id: expected an integer from 1 to 2\^63-1"),
+        (["installation", "id"], 2**64 - 1, r"installation.id: expected an integer from 1"),
+        (["installation", "id"], -1, r"installation.id: expected an integer from 1"),
+        (["installation", "id"], 0, r"installation.id: expected an integer from 1"),
+        (["installation", "id"], 4.2e19, "installation.id: expected an integer"),
+        (["pull_request", "number"], 2**63, r"pull_request.number: expected an integer from 1"),
+        (["pull_request", "head", "ref"], "a\x00b", "pull_request.head.ref: contains a NUL"),
         (["repository", "full_name"], "no-slash", "repository.full_name: expected owner/name"),
         (["repository"], KeyError, "repository: missing"),
         (["action"], 5, "action: expected a string"),
@@ -435,3 +444,32 @@ def test_routing_never_fails_other_than_malformed(
         return
     for job in routed.jobs:
         assert job.installation_id and "/" in job.repository
+        assert 1 <= job.installation_id <= MAX_ID
+        for value in job.details.values():
+            assert not isinstance(value, int) or -MAX_ID - 1 <= value <= MAX_ID
+            assert not isinstance(value, str) or "\x00" not in value
+
+
+def test_a_workflow_run_attempt_out_of_range_is_malformed() -> None:
+    payload = next(e.payload for e in examples() if e.event == "workflow_run")
+    payload = copy.deepcopy(payload)
+    payload["action"] = "completed"
+    payload.setdefault("installation", {"id": 1})
+    payload["workflow_run"]["run_attempt"] = 2**63
+    with pytest.raises(MalformedPayload, match=r"workflow_run\.run_attempt: expected an integer"):
+        route("workflow_run", payload)
+
+
+def test_a_nul_in_any_stored_text_is_malformed() -> None:
+    """What the models pass on unread (the Rescan button's sender) is checked before storing."""
+    payload = next(
+        e.payload
+        for e in examples()
+        if e.event == "check_run" and e.payload.get("action") == "requested_action"
+    )
+    payload = copy.deepcopy(payload)
+    payload.setdefault("installation", {"id": 1})
+    payload["requested_action"] = {"identifier": "rescan"}
+    payload["sender"] = {"login": "octo\x00cat", "type": "User"}
+    with pytest.raises(MalformedPayload, match="author: contains a NUL character"):
+        route("check_run", payload)
