@@ -170,3 +170,44 @@ def test_configure_is_idempotent() -> None:
     configure_logging(fmt="json", stream=second)
     log.info("once")
     assert first.getvalue() == "" and second.getvalue().count("once") == 1
+
+
+@pytest.mark.asyncio
+@pytest.mark.parametrize(
+    "request_bytes",
+    [
+        b"GET /healthz HTTP/1.1\r\nHost: x\r\nNot a header line\r\n\r\n",
+        b"GET /healthz HTTP/1.1\r\nHost: x\r\nX-Long: " + b"a" * 70_000 + b"\r\n\r\n",
+    ],
+    ids=["bad-header", "header-too-long"],
+)
+async def test_a_clients_malformed_request_is_an_info_line_without_traceback(
+    request_bytes: bytes,
+) -> None:
+    """aiohttp reports a malformed request with logger.exception; it is not the server's fault."""
+    from aiohttp import web
+
+    stream = io.StringIO()
+    configure_logging(level="info", fmt="json", stream=stream)
+
+    async def healthz(request: web.Request) -> web.Response:
+        return web.Response(text="ok")
+
+    app = web.Application()
+    app.router.add_get("/healthz", healthz)
+    runner = web.AppRunner(app, handle_signals=False)
+    await runner.setup()
+    await web.TCPSite(runner, "127.0.0.1", 0).start()
+    try:
+        host, port = runner.addresses[0][:2]
+        reader, writer = await asyncio.open_connection(host, port)
+        writer.write(request_bytes)
+        answer = await asyncio.wait_for(reader.read(), 30)
+        writer.close()
+    finally:
+        await runner.cleanup()
+    assert answer.split(b" ", 2)[1] == b"400"
+    (line,) = [r for r in _json_lines(stream) if r["logger"] == "aiohttp.server"]
+    assert line["level"] == "info"
+    assert "exc" not in line
+    assert str(line["message"]).startswith("Error handling request")

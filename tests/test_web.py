@@ -200,14 +200,36 @@ async def test_over_25_mib_streamed_is_413(
     client: TestClient[web.Request, web.Application],
     store: SqliteStore,
 ) -> None:
+    # A signature of the right shape: the body must be read (and hashed) to judge it.
     head = (
         f"POST {PATH} HTTP/1.1\r\nHost: x\r\nX-GitHub-Event: push\r\n"
+        f"X-Hub-Signature-256: sha256={'0' * 64}\r\n"
         "X-GitHub-Delivery: big\r\nTransfer-Encoding: chunked\r\n\r\n"
     ).encode()
     mib = b"x" * (1 << 20)
     chunk = f"{len(mib):x}\r\n".encode() + mib + b"\r\n"
     answer = await _raw_request(client, head, [chunk] * 27 + [b"0\r\n\r\n"])
     assert answer.startswith(b"HTTP/1.1 413")
+    assert await recorded(store) == (0, 0)
+
+
+@pytest.mark.parametrize("signature", [None, "sha256=", "sha256=" + "0" * 63, "sha1=" + "0" * 40])
+async def test_a_body_without_a_well_formed_signature_is_401_before_it_is_read(
+    client: TestClient[web.Request, web.Application],
+    store: SqliteStore,
+    signature: str | None,
+) -> None:
+    """No body can make a missing or misshapen signature right: nothing of it is kept."""
+    header = "" if signature is None else f"X-Hub-Signature-256: {signature}\r\n"
+    head = (
+        f"POST {PATH} HTTP/1.1\r\nHost: x\r\nX-GitHub-Event: push\r\n{header}"
+        "X-GitHub-Delivery: big\r\nTransfer-Encoding: chunked\r\n\r\n"
+    ).encode()
+    mib = b"x" * (1 << 20)
+    chunk = f"{len(mib):x}\r\n".encode() + mib + b"\r\n"
+    answer = await _raw_request(client, head, [chunk] * 27 + [b"0\r\n\r\n"])
+    assert answer.startswith(b"HTTP/1.1 401")
+    assert b"Connection: close" in answer
     assert await recorded(store) == (0, 0)
 
 

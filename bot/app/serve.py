@@ -27,7 +27,7 @@ from aiohttp import web
 from bot import __version__
 from bot.app.backend import Backend, JobWorker
 from bot.app.setup_page import CREDENTIAL_KEYS, run_setup
-from bot.app.web import make_app
+from bot.app.web import WebLimits, make_app
 from bot.app.worker import WorkerOptions
 from bot.commit_locks import CommitLocks
 from bot.events import JobKind
@@ -199,8 +199,12 @@ async def serve(
     local_demo: bool = False,
     options: WorkerOptions | None = None,
     stop: asyncio.Event | None = None,
+    limits: WebLimits | None = None,
 ) -> None:
     """Serve webhooks (and run jobs unless `with_worker` is False) until `stop` or a signal.
+
+    `limits` (default `WebLimits()`) bounds what unauthenticated clients may cost: header and
+    body timeouts, bodies held at once.
 
     Without APP_ID, first serve the setup page (`bot.app.setup_page`) on the same address until
     the App is registered, then go on with the credentials it saved.
@@ -248,8 +252,14 @@ async def serve(
                 on_recorded=worker.notify if worker is not None else None,
                 allow_unsigned=secret is None,
                 metrics=metrics,
+                limits=limits,
             )
-            runner = web.AppRunner(app, handle_signals=False, shutdown_timeout=10.0)
+            runner = web.AppRunner(
+                app,
+                handle_signals=False,
+                shutdown_timeout=10.0,
+                **(limits or WebLimits()).server_options(),
+            )
             await runner.setup()
             try:
                 try:

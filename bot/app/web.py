@@ -9,17 +9,31 @@ its jobs. The worker does the slow part later; GitHub waits at most 10 seconds f
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import hashlib
 import hmac
 import logging
 import re
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, Final
+from typing import Any, Final, Literal
 
 import orjson
 from aiohttp import web
 
+from bot.app.body import (
+    SIGNATURE_HEADER,
+    Body,
+    Busy,
+    ByteBudget,
+    ClientGone,
+    TimedOut,
+    TooLarge,
+    Unreadable,
+    read_body,
+    signature_well_formed,
+)
+from bot.app.memory import MemoryReturn
 from bot.events import MalformedPayload, route
 from bot.ops.logs import log_context
 from bot.ops.metrics import Metrics
@@ -29,9 +43,35 @@ from bot.store.base import Delivery, Store, StoreError
 log = logging.getLogger(__name__)
 
 MAX_BODY: Final = 25 * 1024 * 1024  # GitHub caps payloads at 25 MB and does not send larger
-_OFFLOAD_BYTES: Final = 1024 * 1024  # hash and parse bigger bodies off the event loop
+_OFFLOAD_BYTES: Final = 1024 * 1024  # parse and digest bigger bodies off the event loop
 _EVENT = re.compile(r"[a-z][a-z0-9_]{0,63}")
 _DELIVERY = re.compile(r"[A-Za-z0-9][A-Za-z0-9._:-]{0,127}")
+RETRY_AFTER_SECONDS: Final = 10
+IN_FLIGHT: Final = web.AppKey("webhook_bodies_in_flight", ByteBudget)
+"""The app's byte budget for bodies in flight (what `held` says is read by tests)."""
+
+
+@dataclass(frozen=True, slots=True)
+class WebLimits:
+    """What an unauthenticated client may cost the webhook server.
+
+    `header_timeout`: seconds for a connection to send a request's headers, from when it
+    opens or from the end of its previous answer (aiohttp's keep-alive timer, which closes a
+    connection whose next request is not complete in time). `body_timeout`: seconds for the
+    whole body. `in_flight_bytes`: the bodies held at once, read but not yet answered, across
+    all requests; past it a request is answered 503 with `Retry-After`. GitHub sends a whole
+    delivery at once and waits 10 s for the answer (30 s on GitHub Enterprise Server,
+    https://docs.github.com/webhooks/using-webhooks/best-practices-for-using-webhooks), so
+    these are far from anything it needs; the budget holds four deliveries of the maximum size.
+    """
+
+    header_timeout: float = 10.0
+    body_timeout: float = 30.0
+    in_flight_bytes: int = 4 * MAX_BODY
+
+    def server_options(self) -> dict[str, Any]:
+        """Keyword arguments for `web.AppRunner` that apply these limits to each connection."""
+        return {"keepalive_timeout": self.header_timeout}
 
 
 def signature_matches(secret: bytes, body: bytes, header: str | None) -> bool:
@@ -48,6 +88,10 @@ class _Answer:
     outcome: str
     action: str | None = None
     detail: dict[str, Any] = field(default_factory=dict)
+    # How the connection ends: "keep" (keep-alive), "linger" (Connection: close; aiohttp reads
+    # and discards what is left of the body for up to 10 s so that the client, still sending,
+    # receives the answer) or "drop" (answer and close at once, without reading any more).
+    close: Literal["keep", "linger", "drop"] = "keep"
 
 
 class _Webhooks:
@@ -59,11 +103,15 @@ class _Webhooks:
         secret: bytes | None,
         on_recorded: Callable[[], None] | None,
         metrics: Metrics | None = None,
+        limits: WebLimits | None = None,
     ) -> None:
         self._store = store
         self._secret = secret
         self._on_recorded = on_recorded
         self._metrics = metrics
+        self._limits = limits if limits is not None else WebLimits()
+        self.budget = ByteBudget(self._limits.in_flight_bytes)
+        self._memory = MemoryReturn(self.budget)
 
     async def handle(self, request: web.Request) -> web.Response:
         delivery_id = request.headers.get("X-GitHub-Delivery", "")
@@ -90,43 +138,77 @@ class _Webhooks:
         response = web.json_response(
             {"outcome": answer.outcome, **answer.detail}, status=answer.status
         )
-        if answer.status == 413:
+        if answer.status == 503 and answer.outcome == "busy":
+            response.headers["Retry-After"] = str(RETRY_AFTER_SECONDS)
+        if answer.close != "keep":
             response.force_close()
-            if answer.detail.get("declared"):
-                # Content-Length alone said too much: answer and drop the connection without
-                # reading a byte of the body.
+        if answer.close == "drop":
+            with contextlib.suppress(ConnectionError):  # the client may be gone already
                 await response.prepare(request)
                 await response.write_eof()
-                request.protocol.force_close()
-            # A streamed body already read past the limit is discarded, not kept, for aiohttp's
-            # lingering time (10 s) so that the sender still receives the answer.
+            request.protocol.force_close()
         return response
 
     async def _handle(self, request: web.Request, delivery_id: str, event: str) -> _Answer:
         declared = request.content_length
         if declared is not None and declared > MAX_BODY:
-            return _Answer(413, "too_large", detail={"limit": MAX_BODY, "declared": declared})
-        body = await _read_capped(request)
-        if body is None:
-            return _Answer(413, "too_large", detail={"limit": MAX_BODY})
-        offload = len(body) > _OFFLOAD_BYTES
-        if self._secret is not None:
-            header = request.headers.get("X-Hub-Signature-256")
-            args = (self._secret, body, header)
-            if offload:
-                ok = await asyncio.to_thread(signature_matches, *args)
-            else:
-                ok = signature_matches(*args)
-            if not ok:
-                why = "missing" if header is None else "wrong"
-                return _Answer(401, "bad_signature", detail={"error": f"{why} signature"})
+            # Content-Length alone says too much: not a byte of the body is read.
+            limit = {"limit": MAX_BODY, "declared": declared}
+            return _Answer(413, "too_large", detail=limit, close="drop")
+        signature = request.headers.get(SIGNATURE_HEADER)
+        if self._secret is not None and not signature_well_formed(signature):
+            # Nothing the body holds can change this answer: it is not read at all.
+            why = "missing" if signature is None else "wrong"
+            error = {"error": f"{why} signature"}
+            return _Answer(401, "bad_signature", detail=error, close="linger")
+        try:
+            return await self._read_and_answer(request, signature, delivery_id, event)
+        finally:
+            self._memory.settle()
+
+    async def _read_and_answer(
+        self, request: web.Request, signature: str | None, delivery_id: str, event: str
+    ) -> _Answer:
+        try:
+            body = await read_body(
+                request.content,
+                secret=self._secret,
+                signature=signature,
+                budget=self.budget,
+                max_size=MAX_BODY,
+                deadline=self._limits.body_timeout,
+            )
+        except TooLarge:
+            return _Answer(413, "too_large", detail={"limit": MAX_BODY}, close="linger")
+        except Busy:
+            error = "too many deliveries in flight; retry later"
+            return _Answer(503, "busy", detail={"error": error}, close="linger")
+        except TimedOut:
+            error = f"the body did not arrive within {self._limits.body_timeout:g} s"
+            return _Answer(408, "timeout", detail={"error": error}, close="drop")
+        except ClientGone:
+            # Nobody to answer: aiohttp fails to write this quietly.
+            return _Answer(400, "disconnected", detail={"error": "the client went away"})
+        except Unreadable as exc:
+            error = f"the body cannot be read: {exc}"
+            return _Answer(400, "malformed", detail={"error": error}, close="drop")
+        try:
+            return await self._verified(body, delivery_id, event)
+        finally:
+            body.release()
+
+    async def _verified(self, body: Body, delivery_id: str, event: str) -> _Answer:
+        if self._secret is not None and not body.signed:
+            return _Answer(401, "bad_signature", detail={"error": "wrong signature"})
         if not _EVENT.fullmatch(event) or not _DELIVERY.fullmatch(delivery_id):
             error = "missing or invalid X-GitHub-Event or X-GitHub-Delivery header"
             return _Answer(400, "malformed", detail={"error": error})
+        offload = len(body.data) > _OFFLOAD_BYTES
         try:
             # orjson: parsing is the largest cost of an acknowledged delivery; on GitHub's
             # 24 KB pull_request example it takes 0.15 ms instead of json's 0.26 ms.
-            payload = await asyncio.to_thread(orjson.loads, body) if offload else orjson.loads(body)
+            data = body.data
+            payload = await asyncio.to_thread(orjson.loads, data) if offload else orjson.loads(data)
         except (ValueError, RecursionError):
             return _Answer(400, "malformed", detail={"error": "the body is not JSON"})
         if not isinstance(payload, dict):
@@ -137,11 +219,9 @@ class _Webhooks:
             return _Answer(400, "malformed", detail={"error": str(exc)})
         if routed.ignored is not None:
             return _Answer(200, "ignored", routed.action, {"reason": routed.ignored})
+        digest = await asyncio.to_thread(_sha256, data) if offload else _sha256(data)
         delivery = Delivery(
-            delivery_id=delivery_id,
-            event=event,
-            action=routed.action,
-            payload_sha256=hashlib.sha256(body).hexdigest(),
+            delivery_id=delivery_id, event=event, action=routed.action, payload_sha256=digest
         )
         try:
             recorded = await self._store.record_delivery(delivery, routed.jobs)
@@ -156,16 +236,8 @@ class _Webhooks:
         return _Answer(202, "queued", routed.action, {"jobs": len(routed.jobs)})
 
 
-async def _read_capped(request: web.Request) -> bytes | None:
-    """Read the body, or return None as soon as it exceeds MAX_BODY (chunked bodies)."""
-    chunks: list[bytes] = []
-    size = 0
-    while chunk := await request.content.readany():
-        size += len(chunk)
-        if size > MAX_BODY:
-            return None
-        chunks.append(chunk)
-    return b"".join(chunks)
+def _sha256(data: bytearray) -> str:
+    return hashlib.sha256(data).hexdigest()
 
 
 def make_app(
@@ -176,13 +248,16 @@ def make_app(
     allow_unsigned: bool = False,
     ready_timeout: float = 2.0,
     metrics: Metrics | None = None,
+    limits: WebLimits | None = None,
 ) -> web.Application:
     """Build the web application: the webhook endpoint, `/healthz`, `/readyz` and `/metrics`.
 
     Without `settings.webhook_secret` the app refuses to be built unless `allow_unsigned` (a
     local demo) says otherwise. `on_recorded` is called after each recorded delivery (the
     embedded worker's `notify`). `metrics` is shared with the embedded worker; without it the
-    app counts its deliveries in a `Metrics` of its own.
+    app counts its deliveries in a `Metrics` of its own. `limits` bounds what unauthenticated
+    clients may cost; its header timeout applies only where the runner is given
+    `limits.server_options()` (`serve` does).
     """
     secret = settings.webhook_secret
     if secret is None and not allow_unsigned:
@@ -190,7 +265,11 @@ def make_app(
     app = web.Application(client_max_size=MAX_BODY)
     metrics = metrics if metrics is not None else Metrics()
     webhooks = _Webhooks(
-        store, secret.reveal().encode() if secret is not None else None, on_recorded, metrics
+        store,
+        secret.reveal().encode() if secret is not None else None,
+        on_recorded,
+        metrics,
+        limits,
     )
 
     async def healthz(request: web.Request) -> web.Response:
@@ -205,6 +284,7 @@ def make_app(
             return web.Response(text="ready\n")
         return web.Response(status=503, text="database unreachable\n")
 
+    app[IN_FLIGHT] = webhooks.budget
     app.router.add_post(settings.webhook_path, webhooks.handle)
     app.router.add_get("/healthz", healthz)
     app.router.add_get("/readyz", readyz)

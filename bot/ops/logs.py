@@ -18,6 +18,8 @@ from collections.abc import Iterable, Iterator
 from contextvars import ContextVar
 from typing import Any, Final, TextIO
 
+from aiohttp.http_exceptions import HttpProcessingError
+
 delivery_id_var: ContextVar[str | None] = ContextVar("delivery_id", default=None)
 job_id_var: ContextVar[int | None] = ContextVar("job_id", default=None)
 
@@ -149,6 +151,27 @@ class SecretMaskFilter(logging.Filter):
         return True
 
 
+class ClientErrorFilter(logging.Filter):
+    """Log a client's mistake that aiohttp's server reports as an error at info, in one line.
+
+    aiohttp logs a malformed request (a bad header line, headers too long, a broken chunked
+    body) and a client gone mid-request with `logger.exception`: an ERROR and a traceback
+    for what is not the server's fault. Anything else it logs is left as it is.
+    """
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        exc = record.exc_info[1] if record.exc_info else None
+        if record.levelno >= logging.ERROR and isinstance(
+            exc, HttpProcessingError | ConnectionError
+        ):
+            summary = exc.message if isinstance(exc, HttpProcessingError) else str(exc)
+            record.msg = f"{record.getMessage()}: {type(exc).__name__}: {summary}"
+            record.args = None
+            record.levelno, record.levelname = logging.INFO, "INFO"
+            record.exc_info, record.exc_text = None, None
+        return True
+
+
 def _extras(record: logging.LogRecord) -> dict[str, Any]:
     return {k: v for k, v in vars(record).items() if k not in _STANDARD_ATTRS}
 
@@ -238,6 +261,9 @@ def configure_logging(
     # aiohttp's access log repeats what the delivery line says; keep it for debugging only.
     # procrastinate (the PostgreSQL queue) logs every task registration, fetch and end at
     # info; the job's own lines say the same with the delivery and job ids.
+    server = logging.getLogger("aiohttp.server")
+    if not any(isinstance(f, ClientErrorFilter) for f in server.filters):
+        server.addFilter(ClientErrorFilter())
     for noisy in ("aiohttp.access", "procrastinate"):
         logging.getLogger(noisy).setLevel(logging.DEBUG if level == "debug" else logging.WARNING)
     return handler

@@ -69,8 +69,8 @@ class Metrics:
         self.deliveries = Counter(
             "release_guard_deliveries",
             "Webhook deliveries answered, by event and outcome (queued, duplicate, ignored, "
-            "unavailable, bad_signature, malformed, too_large). Unverified deliveries count "
-            "under event 'unverified'.",
+            "unavailable, bad_signature, malformed, too_large, busy, timeout, disconnected). "
+            "Unverified deliveries count under event 'unverified'.",
             ["event", "outcome"],
             registry=r,
         )
