@@ -44,6 +44,14 @@ class ServerErrorAfter:
 
 
 @dataclass(frozen=True)
+class HeldAfter:
+    """The request is carried out, then its answer is held back `delay` seconds (a test kills
+    the client meanwhile: the work is done and the client never learns it)."""
+
+    delay: float
+
+
+@dataclass(frozen=True)
 class ConnectionReset:
     """The server drops the connection without answering."""
 
@@ -87,6 +95,7 @@ class Respond:
 Fault = (
     ServerError
     | ServerErrorAfter
+    | HeldAfter
     | ConnectionReset
     | SecondaryRateLimit
     | PrimaryRateLimit

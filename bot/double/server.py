@@ -30,6 +30,7 @@ from bot.double.faults import (
     Respond,
     SecondaryRateLimit,
     ServerError,
+    HeldAfter,
     ServerErrorAfter,
     Slow,
 )
@@ -550,7 +551,7 @@ class GitHubDouble:
         for problem in problems + body_problems:
             self._violation(record, problem)
         fault = self.faults.take(request.method, request.path, record.route)
-        after = fault if isinstance(fault, ServerErrorAfter) else None
+        after = fault if isinstance(fault, ServerErrorAfter | HeldAfter) else None
         if fault is not None and after is None:
             faulty = await self._fault(fault, request)
             if faulty is not None:
@@ -573,7 +574,9 @@ class GitHubDouble:
             self, request, None if parsed is NO_BODY else parsed, installation_id, repo
         )
         response = await spec.handler(context)
-        if after is not None:
+        if isinstance(after, HeldAfter):
+            await asyncio.sleep(after.delay)
+        elif after is not None:
             return error(after.status, "Server Error", headers=rate)
         response.headers.update(rate)
         return self._conditional(request, response, rate_key)
