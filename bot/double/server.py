@@ -26,11 +26,11 @@ from bot.double.faults import (
     ConnectionReset,
     Fault,
     FaultQueue,
+    HeldAfter,
     PrimaryRateLimit,
     Respond,
     SecondaryRateLimit,
     ServerError,
-    HeldAfter,
     ServerErrorAfter,
     Slow,
 )
