@@ -354,7 +354,8 @@ async def test_a_refused_delete_is_reported_and_falls_back(
     assert [d["action"] for _, d in ctx.events("blocking")] == ["failed", "immutable"]
     assert "could not be deleted" in ctx.events("blocking")[0][0]
     summary = the_check_run(repo).output["summary"]
-    assert "It could not be deleted" in summary and len(repo.issues) == 1
+    assert "It could not be deleted (DELETE " in summary and len(repo.issues) == 1
+    assert "Resource not accessible by integration" in summary
 
 
 # --- faults ----------------------------------------------------------------------------------

@@ -109,9 +109,9 @@ class Blocker:
         if on_failure is OnFailure.DELETE:
             if failing.fully_retained:
                 deleted = await self._delete(live, failing)
-                if deleted is not None:
+                if isinstance(deleted, Blocked):
                     return deleted
-                preface = "It could not be deleted (see the audit trail); "
+                preface = f"It could not be deleted ({output.md_escape(deleted, limit=300)}); "
             else:
                 await self._audit(
                     f"the release fails ({why}); not deleted: its failing assets are not all "
@@ -239,8 +239,8 @@ class Blocker:
             f"{live.shown_tag} ({live.state}): ",
         )
 
-    async def _delete(self, live: ReleaseInfo, failing: Failing) -> Blocked | None:
-        """Delete the release (its failing assets are retained); None when GitHub refused."""
+    async def _delete(self, live: ReleaseInfo, failing: Failing) -> Blocked | str:
+        """Delete the release (its failing assets are retained), or say why GitHub refused."""
         tag = output.md_code(live.tag_name)
         try:
             await self._gh.delete(f"/repos/{self._job.repository}/releases/{live.id}")
@@ -254,7 +254,7 @@ class Blocker:
             await self._audit(
                 f"the release fails ({failing.why}) but could not be deleted: {exc}", "failed"
             )
-            return None
+            return str(exc)
         await self._audit(
             f"the release fails ({failing.why}): deleted (it was {live.state}); its failing "
             f"assets are retained as {failing.retained_id}",
