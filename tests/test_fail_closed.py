@@ -4,6 +4,7 @@ subprocesses in test_hostile_corpus.py)."""
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import io
 import json
@@ -15,10 +16,19 @@ from pathlib import Path
 
 import pytest
 
+from bot.checks import output
 from bot.engine.archive import ArtifactWalk
 from bot.engine.filerules import DenyList
 from bot.engine.mapdeep import DeepValue
-from bot.engine.model import Entry, Observation, Report, Rule, Severity
+from bot.engine.model import (
+    ArtifactReport,
+    Entry,
+    Finding,
+    Observation,
+    Report,
+    Rule,
+    Severity,
+)
 from bot.engine.policy import ArchiveLimits, Policy
 from bot.engine.scan import MAX_FINDINGS_PER_RULE, apply_policy, scan_path
 from bot.engine.sourcemaps import check_code_stream, check_map_stream
@@ -342,3 +352,53 @@ def test_a_cancelled_scan_stops_and_removes_its_spooled_files(
                 item.stream.read(1 << 16)
     assert any("the scan was cancelled" in m for m in messages(found, Rule.ARCHIVE_LIMIT))
     assert list(spool.iterdir()) == []
+
+
+def test_a_nested_zip_that_is_also_a_tar_is_reported(tmp_path: Path) -> None:
+    polyglot = hostile.build("tar-zip-polyglot", tmp_path)
+    outer = tmp_path / "outer.tgz"
+    with tarfile.open(outer, "w:gz") as archive:
+        archive.add(polyglot, "package/both.zip")
+    unsafe = messages(observations(outer), Rule.UNSAFE_PATH)
+    assert any("both a zip and a tar" in m for m in unsafe), unsafe
+
+
+def test_a_check_run_carries_at_most_max_annotations(tmp_path: Path) -> None:
+    findings = [
+        Finding(Rule.UNSAFE_PATH, Severity.ERROR, f"a.zip!/f{i}", "unsafe entry.")
+        for i in range(300)
+    ]
+    report = Report(
+        artifacts=[
+            ArtifactReport(name, name, None, 1, 1, findings=list(findings))
+            for name in ("a.zip", "b.zip")
+        ]
+    )
+    annotations = output.annotations_for(
+        report, locate=lambda finding: None, fallback_path="package.json"
+    )
+    assert len(annotations) == output.MAX_ANNOTATIONS
+
+
+def test_cancelling_a_worker_scan_waits_for_it_to_remove_its_files(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from bot.handlers.artifacts import _scan_in_thread
+
+    spool = tmp_path / "tmp"
+    spool.mkdir()
+    monkeypatch.setenv("TMPDIR", str(spool))
+    monkeypatch.setattr(tempfile, "tempdir", None)
+    path = hostile.build("zip-nested-big", tmp_path)
+
+    async def scenario() -> None:
+        task = asyncio.ensure_future(_scan_in_thread(path, Policy(), "nested.zip"))
+        while not list(spool.glob("release-guard-*/*.zip")):
+            assert not task.done()
+            await asyncio.sleep(0.002)
+        task.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await task
+        assert list(spool.iterdir()) == []  # already gone when the cancellation arrives
+
+    asyncio.run(scenario())

@@ -24,6 +24,7 @@ or `md_code` (names and paths, as code spans): no HTML, no links, no table break
 
 from __future__ import annotations
 
+import itertools
 import logging
 import re
 from collections.abc import Callable, Iterable, Sequence
@@ -711,17 +712,28 @@ def annotation_for(
     )
 
 
+MAX_ANNOTATIONS: Final = 500
+"""Annotations one check run carries at most (ten requests of 50): the most serious findings.
+A report is bounded per artifact (`bot.engine.scan.MAX_FINDINGS_PER_RULE`), not per release,
+and the summary already counts every finding."""
+
+
 def annotations_for(
-    report: Report, *, locate: Locate, fallback_path: str, fallback_line: int = 1
+    report: Report,
+    *,
+    locate: Locate,
+    fallback_path: str,
+    fallback_line: int = 1,
+    limit: int = MAX_ANNOTATIONS,
 ) -> list[Annotation]:
-    """One annotation per finding, most serious first (slice the list to send fewer).
+    """One annotation per finding, most serious first, at most `limit` of them.
 
     `locate` (usually `bot.checks.hints.Hints`) names the repository line that causes a
     finding; when it returns None, or fails, the annotation goes on `fallback_path` at
     `fallback_line` (the config file if the repository has one, else e.g. ``package.json``).
     """
     annotations = []
-    for finding in _global_order(report):
+    for finding in itertools.islice(_global_order(report), limit):
         try:
             location = locate(finding)
         except Exception:  # a hint is a courtesy: it must never cost the verdict
@@ -961,6 +973,7 @@ def invalid_config(
 __all__ = [
     "ANNOTATION_LEVELS",
     "CHECK_NAME",
+    "MAX_ANNOTATIONS",
     "MAX_ANNOTATIONS_PER_REQUEST",
     "MAX_ANNOTATION_MESSAGE_BYTES",
     "MAX_ANNOTATION_TITLE_CHARS",

@@ -218,6 +218,16 @@ def _is_valid_tar_header(head: bytes) -> bool:
     return True
 
 
+def _format_at_start(head: bytes) -> str | None:
+    """The archive format other than zip that `head` starts, if any (a polyglot's other half)."""
+    if _is_valid_tar_header(head):
+        return "tar"
+    kind = sniff_kind(head)
+    if kind is not None and kind[0] == "compressed":
+        return {"gz": "gzip", "bz2": "bzip2", "xz": "xz"}[kind[1] or ""]
+    return None
+
+
 _ANY = ZipLimits(max_entries=1 << 62, max_directory_size=1 << 62, max_name_bytes=0xFFFF)
 """No bounds: only whether a file is a zip at all is asked with these."""
 
@@ -727,6 +737,14 @@ class ArtifactWalk:
         directory, problems = self._open_zip(fd)
         for problem, _ in problems:
             yield self._unsafe(container.display, problem)
+        if not top_level:  # the artifact itself was checked by `_second_format`
+            other = _format_at_start(os.pread(fd, _SNIFF, 0))
+            if other is not None:
+                yield self._unsafe(
+                    container.display,
+                    f"the file is both a zip and a {other} archive (tools read it "
+                    "differently); only the zip reading was scanned",
+                )
         if any(fatal for _, fatal in problems):
             # Entries that share bytes (a bomb) or run into the directory: nothing in it can
             # be read one way only, so none of it is read and the scan fails closed.
