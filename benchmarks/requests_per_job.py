@@ -248,6 +248,24 @@ async def gate_then_release(b: Bench) -> dict[str, int]:
     return {"jobs": 2, "downloads": 1, "check_runs": 2}
 
 
+async def draft_first_release(b: Bench) -> dict[str, int]:
+    """A tag push builds and uploads to a draft release; the gate scans the build and the
+    draft's asset, then the draft is published and scanned as a release."""
+    b.double.add_tag(b.repo, "v3.0.0", commit=SHA, annotated=True)
+    run = b.double.add_run(
+        b.repo, head_sha=SHA, head_branch="v3.0.0", name="release", status="waiting"
+    )
+    b.double.add_artifact(b.repo, run, name="site", data=CLEAN)
+    draft = b.double.add_release(b.repo, tag_name="v3.0.0", draft=True)
+    draft.target_commitish = SHA
+    b.double.add_asset(b.repo, draft, name="clean-esbuild-1.0.0.tgz", data=CLEAN_TGZ)
+    await b.gate(run.id)
+    run.status = "completed"
+    draft.draft = False
+    await b.release(draft.id)
+    return {"jobs": 2, "downloads": 2, "check_runs": 2}
+
+
 SCENARIOS: dict[str, Scenario] = {
     "failing_pull_request": failing_pull_request,
     "passing_pull_request": passing_pull_request,
@@ -256,6 +274,7 @@ SCENARIOS: dict[str, Scenario] = {
     "deployment_gate": deployment_gate,
     "release": release,
     "gate_then_release": gate_then_release,
+    "draft_first_release": draft_first_release,
 }
 
 

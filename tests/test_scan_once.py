@@ -17,7 +17,7 @@ from typing import Any
 import pytest
 import pytest_asyncio
 
-from bot.double.faults import SecondaryRateLimit, ServerError
+from bot.double.faults import SecondaryRateLimit, ServerError, too_many_requests
 from bot.double.server import GitHubDouble
 from bot.double.state import Repository, WorkflowRun
 from bot.events import route
@@ -27,13 +27,14 @@ from bot.handlers.comments import RescanCommands
 from bot.handlers.deployments import DeploymentGates
 from bot.handlers.pull_requests import PullRequestChecks
 from bot.handlers.releases import ReleaseChecks
-from bot.jobs import JobHandler
+from bot.jobs import JobHandler, RetryLater
 from bot.retention import SPOOL_FOLDER, BlobStore, Retainer, RetentionPolicy
 from bot.store import PostgresStore, SqliteStore
 from bot.store.base import Delivery, JobState
 from tests.apphelpers import examples, pull_request_payload
 from tests.test_comments import HEAD, a_pull_request, comment_payload
-from tests.test_deployments import gate_payload
+from tests.test_deployments import LEAKY_TGZ, gate_payload, tag_run
+from tests.test_deployments import SHA as TAGGED_SHA
 from tests.test_releases import FakeContext, release_payload, zipped
 
 pytest_plugins = ["tests.ghdouble.fixtures"]
@@ -87,6 +88,7 @@ class App:
         self.gates = DeploymentGates(github_app, retainer=retainer, ledger=ledger)
         self.releases = ReleaseChecks(github_app, retainer=retainer, ledger=ledger)
         self.rescans = RescanCommands(github_app, self.checks)
+        self.retried = 0
 
     async def run(self, handler: JobHandler, event: str, payload: dict[str, Any]) -> str | None:
         digest = hashlib.sha256(json.dumps(payload).encode()).hexdigest()
@@ -94,7 +96,16 @@ class App:
         assert await self.store.record_delivery(delivery, route(event, payload).jobs)
         job = await self.store.claim("test-worker", 600.0)
         assert job is not None
-        result = await handler.run(job, FakeContext())
+        ctx = FakeContext()
+        for attempt in range(1, 6):  # as the worker: the same job, its check run remembered
+            ctx.attempt = attempt
+            try:
+                result = await handler.run(job, ctx)
+                break
+            except RetryLater:
+                self.retried += 1
+        else:
+            raise AssertionError("the job did not finish in five attempts")
         await self.store.complete(job, JobState.DONE, result or "done")
         return result
 
@@ -131,7 +142,8 @@ def run_payload(repo: Repository, run: WorkflowRun) -> dict[str, Any]:
 
 
 def downloads(ghdouble: GitHubDouble) -> int:
-    return len(ghdouble.requests_to("GET", "*", host="storage"))
+    """Artifacts and assets fetched from the storage host (a refused try is not one)."""
+    return len([r for r in ghdouble.requests_to("GET", "*", host="storage") if r.status == 200])
 
 
 def check_runs(repo: Repository, sha: str = SHA) -> list[Any]:
@@ -357,36 +369,105 @@ def _retained_id(check: Any) -> str:
 # --- the same under 5xx and secondary rate limits ---------------------------------------------
 
 
-@pytest.mark.asyncio
-async def test_under_5xx_and_secondary_rate_limits_still_one_check_run_one_download(
-    ghdouble: GitHubDouble, app: App
-) -> None:
-    repo = ghdouble.add_repo()
-    run = ghdouble.add_run(repo, head_sha=SHA, name="build")
-    ghdouble.add_artifact(repo, run, name="npm-package", data=LEAKY)
-    ghdouble.faults.add("GET", "/repos/{owner}/{repo}/actions/runs", ServerError(502), times=2)
-    ghdouble.faults.add(
-        "POST", "/repos/{owner}/{repo}/check-runs", SecondaryRateLimit(retry_after=1)
-    )
-    ghdouble.faults.add("GET", "/repos/{owner}/{repo}/contents/{path}", ServerError(503))
-    ghdouble.faults.add(
+def turbulence(ghdouble: GitHubDouble) -> None:
+    """5xx answers and secondary rate limits on every route a scan takes, the storage host
+    included; the check-run creation fails past the in-request retries, so the job itself is
+    retried (with the check run it may have opened remembered)."""
+    faults = ghdouble.faults
+    faults.add("GET", "/repos/{owner}/{repo}/contents/{path}", ServerError(503))
+    faults.add(
         "GET",
         "/repos/{owner}/{repo}/actions/runs/{run_id}/artifacts",
         SecondaryRateLimit(retry_after=2),
         ServerError(500),
     )
-    ghdouble.faults.add(
-        "PATCH", "/repos/{owner}/{repo}/check-runs/{check_run_id}", ServerError(502)
+    faults.add("POST", "/repos/{owner}/{repo}/check-runs", ServerError(502), times=5)
+    faults.add("POST", "/repos/{owner}/{repo}/check-runs", SecondaryRateLimit(retry_after=1))
+    faults.add("PATCH", "/repos/{owner}/{repo}/check-runs/{check_run_id}", ServerError(502))
+    faults.add(
+        "GET",
+        "/repos/{owner}/{repo}/actions/artifacts/{artifact_id}/{archive_format}",
+        too_many_requests(1),
     )
+    ghdouble.storage_faults.add("GET", "*", ServerError(503))
+
+
+@pytest.mark.asyncio
+async def test_under_5xx_and_secondary_rate_limits_opened_then_workflow_run(
+    ghdouble: GitHubDouble, app: App
+) -> None:
+    repo = ghdouble.add_repo()
+    run = ghdouble.add_run(repo, head_sha=SHA, name="build")
+    ghdouble.add_artifact(repo, run, name="npm-package", data=LEAKY)
+    turbulence(ghdouble)
+    ghdouble.faults.add("GET", "/repos/{owner}/{repo}/actions/runs", ServerError(502), times=2)
 
     await app.opened(repo)
-    await app.completed(repo, run)
-    await app.completed(repo, run)
+    assert (await app.completed(repo, run) or "").startswith("nothing new")
+    assert (await app.completed(repo, run) or "").startswith("nothing new")
+
+    assert ghdouble.faults.pending() == ghdouble.storage_faults.pending() == 0
+    assert app.retried == 1
+    [check] = check_runs(repo)
+    assert (check.status, check.conclusion) == ("completed", "failure")
+    assert downloads(ghdouble) == 1
+
+
+@pytest.mark.asyncio
+async def test_under_5xx_and_secondary_rate_limits_two_workflows(
+    ghdouble: GitHubDouble, app: App
+) -> None:
+    repo = ghdouble.add_repo()
+    build = ghdouble.add_run(repo, head_sha=SHA, name="build")
+    ghdouble.add_artifact(repo, build, name="npm-package", data=LEAKY)
+    turbulence(ghdouble)
+    await app.completed(repo, build)
+    docs = ghdouble.add_run(repo, head_sha=SHA, name="docs")
+    ghdouble.add_artifact(repo, docs, name="site", data=CLEAN)
+    turbulence(ghdouble)
+    await app.completed(repo, docs)
+    await app.opened(repo)
+
+    assert ghdouble.faults.pending() == ghdouble.storage_faults.pending() == 0
+    first, latest = check_runs(repo)
+    assert "npm-package" in latest.output["summary"] and "site" in latest.output["summary"]
+    assert (first.conclusion, latest.conclusion) == ("failure", "failure")
+    assert downloads(ghdouble) == 2
+
+
+@pytest.mark.asyncio
+async def test_under_5xx_and_secondary_rate_limits_gate_then_release(
+    ghdouble: GitHubDouble, app: App
+) -> None:
+    repo = ghdouble.add_repo("octo-org/octo-cli")
+    ghdouble.add_file(repo, CONFIG, "release:\n  scan_workflow_artifacts: true\n", ref=SHA)
+    run = ghdouble.add_run(repo, head_sha=SHA, name="release", status="waiting", conclusion=None)
+    ghdouble.add_artifact(repo, run, name="npm-package", data=LEAKY)
+    turbulence(ghdouble)
+    ghdouble.faults.add(
+        "POST",
+        "/repos/{owner}/{repo}/actions/runs/{run_id}/deployment_protection_rule",
+        ServerError(502),
+    )
+    await app.run(app.gates, "deployment_protection_rule", gate_payload(ghdouble, repo, run))
+    run.status, run.conclusion = "completed", "success"
+    ghdouble.add_tag(repo, "v1.0.0", commit=SHA)
+    release = ghdouble.add_release(repo, tag_name="v1.0.0")
+    assert ghdouble.faults.pending() == ghdouble.storage_faults.pending() == 0
+    # The release downloads nothing: the faults go on the routes it takes.
+    ghdouble.faults.add("GET", "/repos/{owner}/{repo}/contents/{path}", ServerError(503))
+    ghdouble.faults.add("GET", "/repos/{owner}/{repo}/actions/runs", SecondaryRateLimit(1))
+    ghdouble.faults.add("POST", "/repos/{owner}/{repo}/check-runs", ServerError(502), times=5)
+    ghdouble.faults.add("PATCH", "/repos/{owner}/{repo}/releases/{release_id}", ServerError(500))
+    await app.run(app.releases, "release", release_payload(repo, release, "published"))
 
     assert ghdouble.faults.pending() == 0
-    [check] = check_runs(repo)
-    assert check.conclusion == "failure"
+    [review] = run.deployment_reviews
+    assert review["state"] == "rejected"
     assert downloads(ghdouble) == 1
+    assert release.draft
+    gate_check, release_check = check_runs(repo)
+    assert gate_check.conclusion == release_check.conclusion == "failure"
 
 
 # --- fewer requests ---------------------------------------------------------------------------
@@ -419,3 +500,25 @@ async def test_the_config_and_hint_files_are_asked_for_conditionally(
     assert all("if-none-match" in {k.lower() for k in r.headers} for r in contents + tree)
     assert {r.status for r in contents + tree} == {304}
     assert len(check_runs(repo)) == 2
+
+
+@pytest.mark.asyncio
+async def test_a_draft_asset_the_gate_scanned_is_not_downloaded_again_when_published(
+    ghdouble: GitHubDouble, app: App
+) -> None:
+    """The draft-first release: the gate scans the run's build and the tag's draft asset;
+    publishing the draft scans the same asset (same digest) without downloading it."""
+    repo, run = tag_run(ghdouble, CLEAN, LEAKY_TGZ)
+    [draft] = [r for r in repo.releases.values() if r.draft]
+    gate = await app.run(app.gates, "deployment_protection_rule", gate_payload(ghdouble, repo, run))
+    assert gate is not None and gate.startswith("rejected")
+    assert downloads(ghdouble) == 2  # the run's artifact and the draft's asset
+
+    draft.draft = False
+    result = await app.run(app.releases, "release", release_payload(repo, draft, "published"))
+
+    assert downloads(ghdouble) == 2
+    assert result is not None and "failure" in result
+    release_check = check_runs(repo, TAGGED_SHA)[-1]
+    assert release_check.conclusion == "failure"
+    assert "sourcemap/embedded-sources" in release_check.output["summary"]
