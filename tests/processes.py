@@ -39,9 +39,13 @@ def new_pem() -> str:
 
 
 def base_environment(**values: str) -> dict[str, str]:
-    """The parent's PATH and locale, the project on PYTHONPATH, JSON logs, and `values`."""
+    """The parent's PATH and locale, the project on PYTHONPATH, JSON logs, and `values`.
+
+    The recovery sweep is off unless `values` turn it on: a process whose GITHUB_API_URL is
+    not a local double must not call GitHub.
+    """
     env = {k: v for k, v in os.environ.items() if k in ("PATH", "HOME", "LANG", "TMPDIR")}
-    env.update(PYTHONPATH=str(ROOT), LOG_FORMAT="json", LOG_LEVEL="info")
+    env.update(PYTHONPATH=str(ROOT), LOG_FORMAT="json", LOG_LEVEL="info", RECOVERY_INTERVAL="off")
     env.update(values)
     return env
 

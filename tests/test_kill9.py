@@ -52,6 +52,7 @@ def environment(workdir: Path, secret: str, mode: str) -> dict[str, str]:
         LOG_LEVEL="info",
         KILL9_DIR=str(workdir / "notes"),
         KILL9_MODE=mode,
+        RECOVERY_INTERVAL="off",  # GITHUB_API_URL is GitHub's own here: never call it
     )
     return env
 

@@ -6,10 +6,15 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import itertools
+import socket
+import subprocess
+import sys
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
 from pathlib import Path
 
+import croniter
 import procrastinate
 import pytest
 import pytest_asyncio
@@ -34,7 +39,7 @@ from bot.settings import Settings
 from bot.store.base import Job, JobState, StoreError
 from bot.store.pg_commit_locks import PostgresCommitLocks
 from bot.store.postgres import PostgresStore
-from tests.apphelpers import SHA_A, RecordingHandler, delivery, retry, spec
+from tests.apphelpers import SHA_A, SHA_B, RecordingHandler, delivery, retry, spec
 
 pytestmark = pytest.mark.asyncio
 
@@ -273,14 +278,47 @@ async def test_a_finished_job_is_not_run_again(pg: Queue) -> None:
     assert len(handler.runs) == 1
 
 
-@pytest.mark.parametrize(
-    ("stalled_after", "cron"),
-    [(3, "*/1 * * * * *"), (30, "*/10 * * * * *"), (300, "*/30 * * * * *")],
-)
-async def test_stalled_jobs_are_looked_for_about_three_times_per_timeout(
-    stalled_after: float, cron: str
+async def test_a_dead_local_workers_job_is_taken_back_at_once_a_remote_ones_is_not(
+    pg: Queue,
 ) -> None:
-    assert recovery_cron(stalled_after) == cron
+    """A worker on this machine whose process is gone is provably dead: no stall timeout.
+    One on another machine (or alive) is left to the heartbeat (issue 14)."""
+    await pg.store.record_delivery(delivery(), [spec(sha=SHA_A)])
+    await pg.store.record_delivery(delivery(), [spec(sha=SHA_B)])
+    local, remote = sorted(await pg.store.list_jobs(), key=lambda j: j.id)
+    gone = subprocess.Popen([sys.executable, "-c", "pass"])
+    gone.wait()  # a pid that no longer runs
+    app = pg.queue.app
+    await app.open_async(pool=pg.store.pool)
+    try:
+        manager = app.job_manager
+        dead = await manager.register_worker()  # its heartbeat is fresh: not stalled yet
+        for _ in range(2):
+            assert await manager.fetch_job(queues=[QUEUE], worker_id=dead) is not None
+        await pg.store.start(local.id, f"{socket.gethostname()}/{gone.pid}/tok/worker", 60)
+        await pg.store.start(remote.id, f"elsewhere.example/{gone.pid}/tok/worker", 60)
+        worker = PgWorker(pg.queue, pg.store, RecordingHandler())
+        assert await worker.recover_dead_local() == 1
+        assert await worker.recover_dead_local() == 0
+        assert await worker.recover_stalled() == 0  # the remote one waits for the timeout
+    finally:
+        await app.close_async()
+    by_job = {job_id: status for _, status, _, job_id in await procrastinate_jobs(pg.store)}
+    assert by_job == {local.id: "todo", remote.id: "doing"}
+    assert "requeued" in await stages(pg.store, local.id)
+    assert "requeued" not in await stages(pg.store, remote.id)
+
+
+@pytest.mark.parametrize(("stalled_after", "period"), [(3, 1), (30, 10), (300, 30)])
+async def test_stalled_jobs_are_looked_for_about_three_times_per_timeout(
+    stalled_after: float, period: int
+) -> None:
+    """The schedule procrastinate reads (croniter: seconds are the sixth field) fires every
+    `period` seconds, all day: not every second of one minute in ten (issue 14)."""
+    cron = croniter.croniter(recovery_cron(stalled_after), 1_700_000_000 - 1_700_000_000 % 3600)
+    fires = [cron.get_next(float) for _ in range(3 * 3600 // period)]
+    gaps = {round(later - earlier) for earlier, later in itertools.pairwise(fires)}
+    assert gaps == {period}
 
 
 async def test_the_queue_registers_its_tasks() -> None:

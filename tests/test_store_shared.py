@@ -22,6 +22,7 @@ from bot.store import Job, JobState, LeaseLost, PostgresStore, SqliteStore, Stor
 from bot.store.base import (
     AmbiguousId,
     CheckCoverage,
+    DeliveryLedger,
     RetainedFilter,
     RetainedRecord,
     RetainedState,
@@ -791,3 +792,82 @@ async def test_coverage_is_per_commit_case_blind_and_replaced(
     clock.advance(91 * 86_400)
     await store.put_coverage(CheckCoverage("octo-org/octo-repo", SHA_B, 13, "in-3", 9, clock()))
     assert await store.get_coverage("octo-org/octo-repo", SHA_A) is None
+
+
+# -- the recovery sweep's ledger (issue 14) -----------------------------------------------------
+
+
+async def test_recorded_deliveries_names_only_those_recorded(store: AnyStore) -> None:
+    assert isinstance(store, DeliveryLedger)
+    await store.record_delivery(delivery("guid-a"), [spec()])
+    await store.record_delivery(delivery("guid-b"), [])  # recorded, without a job
+    assert await store.recorded_deliveries(["guid-a", "guid-b", "guid-c"]) == {
+        "guid-a",
+        "guid-b",
+    }
+    assert await store.recorded_deliveries([]) == set()
+    many = [f"guid-{n}" for n in range(1200)]  # more than one statement's worth on SQLite
+    assert await store.recorded_deliveries([*many, "guid-a"]) == {"guid-a"}
+
+
+async def test_the_high_water_mark_survives_a_reopen_and_never_moves_back(
+    new_store: StoreFactory,
+) -> None:
+    first = await new_store()
+    assert await first.recovery_mark() is None
+    await first.set_recovery_mark(T0 + 100)
+    await first.set_recovery_mark(T0 + 50)  # an older sweep finishing late
+    await first.close()
+    second = await new_store()
+    assert await second.recovery_mark() == T0 + 100
+    await second.set_recovery_mark(T0 + 200)
+    assert await second.recovery_mark() == T0 + 200
+
+
+async def test_redelivery_requests_are_counted_and_forgotten_after_four_days(
+    store: AnyStore, clock: FakeClock
+) -> None:
+    assert await store.redeliveries(["g1"]) == {}
+    first = await store.note_redeliveries(["g1", "g2", "g1"])  # each GUID counted once
+    clock.advance(60)
+    second = await store.note_redeliveries(["g1"])
+    assert (first["g1"].requests, first["g2"].requests, second["g1"].requests) == (1, 1, 2)
+    assert second["g1"].last_requested_at == first["g1"].last_requested_at + 60
+    assert await store.note_redeliveries([]) == {}
+    found = await store.redeliveries(["g1", "g2", "g3"])
+    assert {guid: r.requests for guid, r in found.items()} == {"g1": 2, "g2": 1}
+    clock.advance(4 * 86_400 + 1)
+    await store.note_redeliveries(["g3"])  # writing prunes what is older than 4 days
+    assert set(await store.redeliveries(["g1", "g2", "g3"])) == {"g3"}
+
+
+async def test_one_sweeper_at_a_time(new_store: StoreFactory, clock: FakeClock) -> None:
+    one, other = await new_store(), await new_store()
+    async with one.sweep_lock("one", 600) as held:
+        assert held
+        async with other.sweep_lock("other", 600) as also:
+            assert not also
+    async with other.sweep_lock("other", 600) as held_after:
+        assert held_after  # released at the end of the first sweep
+
+
+async def test_a_sweep_lock_left_by_a_dead_process_is_not_held_for_ever(
+    new_store: StoreFactory, postgres_url: str | None, clock: FakeClock
+) -> None:
+    """PostgreSQL releases the advisory lock with the connection; SQLite's lease expires."""
+    one, other = await new_store(), await new_store()
+    lock = one.sweep_lock("one", 600)
+    assert await lock.__aenter__()
+    if postgres_url is not None:
+        # The server ends the holder's session, as when its process is killed (and waits
+        # up to 10 s for it to be gone).
+        await other.execute(
+            "SELECT pg_terminate_backend(pid, 10000) FROM pg_locks WHERE locktype = 'advisory'"
+            " AND pid <> pg_backend_pid() AND database = (SELECT oid FROM pg_database"
+            " WHERE datname = current_database())"
+        )
+    else:
+        clock.advance(601)
+    async with other.sweep_lock("other", 600) as held:
+        assert held
+    await lock.__aexit__(None, None, None)  # the dead session's connection is dropped

@@ -40,13 +40,14 @@ from procrastinate.retry import BaseRetryStrategy, RetryDecision
 from procrastinate.schema import SchemaManager
 
 from bot.app.job_run import JobRun, WorkerOptions, worker_identity
+from bot.app.worker import is_dead_local_owner
 from bot.commit_locks import CommitLocks
 from bot.jobs import JobHandler
 from bot.ops.logs import mask_secrets
 from bot.ops.metrics import Metrics
 from bot.retention import Retainer
 from bot.retention.maintenance import collect_and_report
-from bot.store.base import Job, StoreError
+from bot.store.base import Job, JobState, StoreError
 from bot.store.pg_schema import MIGRATION_LOCK_KEY
 from bot.store.postgres import PostgresStore
 
@@ -90,10 +91,16 @@ class _RetryAsAsked(BaseRetryStrategy):
 
 
 def recovery_cron(stalled_after: float) -> str:
-    """A cron (with seconds) that looks for stalled jobs about three times per timeout."""
+    """A cron (with seconds) that looks for stalled jobs about three times per timeout.
+
+    procrastinate reads its crons with croniter, where the seconds are the *sixth* field
+    (croniter's `second_at_beginning` is False by default): a leading `*/10` would mean every
+    tenth minute, and there every second, leaving a killed worker's job waiting up to ten
+    minutes (issue 14).
+    """
     wanted = max(1.0, stalled_after / 3)
     step = max(p for p in _PERIODS if p <= wanted)
-    return f"*/{step} * * * * *"
+    return f"* * * * * */{step}"
 
 
 async def install_queue_schema(conn: psycopg.AsyncConnection[Any]) -> bool:
@@ -249,6 +256,8 @@ class PgWorker:
             self.worker_id,
             extra={"concurrency": self.options.concurrency},
         )
+        with contextlib.suppress(StoreError):  # logged; the stall timeout is the fallback
+            await self.recover_dead_local()
         delay = RESTART_MIN
         try:
             while True:
@@ -323,6 +332,51 @@ class PgWorker:
             raise Requeue(outcome.retry_in)
         return outcome.summary or outcome.ended_as
 
+    async def recover_dead_local(self) -> int:
+        """Queue again, at once, the running jobs of dead workers on this machine.
+
+        A process restarted after a `kill -9` can prove its predecessor dead (the same host,
+        its pid gone: `is_dead_local_owner`, as the SQLite worker does) and need not wait for
+        the stall timeout; owners on other machines, or alive, are left to the heartbeat.
+        Return how many jobs were queued again.
+        """
+        try:
+            running = await self.store.list_jobs(10_000, state=JobState.RUNNING)
+        except StoreError:
+            log.exception("cannot list running jobs to recover")
+            raise
+        dead = {
+            job.id: job.lease_owner
+            for job in running
+            if job.lease_owner and is_dead_local_owner(job.lease_owner)
+        }
+        if not dead:
+            return 0
+        manager = self.queue.app.job_manager
+        try:
+            doing = await manager.list_jobs_async(queue=QUEUE, task=RUN_JOB, status="doing")
+        except procrastinate_errors.ConnectorException as exc:
+            raise StoreError(f"cannot list the queue's running jobs: {exc}") from exc
+        count = 0
+        for queued in doing:
+            job_id = queued.task_kwargs.get("job_id")
+            if not isinstance(job_id, int) or job_id not in dead:
+                continue
+            try:
+                await manager.retry_job(queued, retry_at=_utcnow())
+            except procrastinate_errors.ConnectorException:
+                continue  # another process's recovery, or the job's end, got there first
+            count += 1
+            reason = f"the worker that held it ({dead[job_id]}) is no longer running"
+            log.warning("job %d: %s; queued again", job_id, reason, extra={"job_id": job_id})
+            with contextlib.suppress(StoreError):
+                await self.store.audit(
+                    job_id, "requeued", f"{reason}: queued again", {"procrastinate_job": queued.id}
+                )
+        if count:
+            log.warning("re-queued %d job(s) left running by a stopped process", count)
+        return count
+
     async def recover_stalled(self) -> int:
         """Queue again the jobs of dead workers, and any job the queue lost; return how many."""
         return await self._retry_stalled() + await self.resubmit_orphans()
@@ -362,8 +416,10 @@ class PgWorker:
     async def _retry_stalled(self) -> int:
         """Queue again the running jobs of workers that stopped sending heartbeats."""
         manager = self.queue.app.job_manager
+        # Every task of the queue: a periodic task (this one, gc) that a dead worker held runs
+        # again too, instead of staying `doing` for ever; each is safe to run twice.
         stalled = await manager.get_stalled_jobs(
-            task_name=RUN_JOB, seconds_since_heartbeat=self.options.stalled_after
+            queue=QUEUE, seconds_since_heartbeat=self.options.stalled_after
         )
         count = 0
         for stalled_job in stalled:
@@ -372,6 +428,13 @@ class PgWorker:
                 await manager.retry_job(stalled_job, retry_at=_utcnow())
             except procrastinate_errors.ConnectorException:
                 # Another worker's recovery (or the job's own end) got there first.
+                continue
+            if stalled_job.task_name != RUN_JOB:
+                log.warning(
+                    "periodic task %s: its worker sent no heartbeat for %.0f s; run again",
+                    stalled_job.task_name,
+                    self.options.stalled_after,
+                )
                 continue
             count += 1
             log.warning(

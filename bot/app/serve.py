@@ -26,6 +26,7 @@ from aiohttp import web
 
 from bot import __version__
 from bot.app.backend import Backend, JobWorker
+from bot.app.recovery import RecoveryOptions, build_recovery, recovery_chores
 from bot.app.setup_page import CREDENTIAL_KEYS, run_setup
 from bot.app.web import WebLimits, make_app
 from bot.app.worker import WorkerOptions
@@ -200,6 +201,7 @@ async def serve(
     options: WorkerOptions | None = None,
     stop: asyncio.Event | None = None,
     limits: WebLimits | None = None,
+    recovery: RecoveryOptions | None = None,
 ) -> None:
     """Serve webhooks (and run jobs unless `with_worker` is False) until `stop` or a signal.
 
@@ -207,7 +209,9 @@ async def serve(
     body timeouts, bodies held at once.
 
     Without APP_ID, first serve the setup page (`bot.app.setup_page`) on the same address until
-    the App is registered, then go on with the credentials it saved.
+    the App is registered, then go on with the credentials it saved. With `recovery` (the
+    command line reads it from RECOVERY_INTERVAL), failed deliveries are swept for and
+    redelivered at start and periodically (`bot.app.recovery`).
     """
     stop = stop or asyncio.Event()
     if settings.app_id is None:
@@ -267,11 +271,22 @@ async def serve(
                 except OSError as exc:
                     raise SettingsError(f"cannot listen on {host}:{port}: {exc.strerror}") from exc
                 _log_listening(runner, settings)
+                sweeper = build_recovery(
+                    settings,
+                    session,
+                    store,
+                    recovery,
+                    metrics=metrics,
+                    rate_limit_gate=backend.rate_limit_gate(),
+                )
                 with _stop_on_signals(stop):
-                    async with retention_chores(
-                        retainer,
-                        gc_interval=backend.gc_interval,
-                        on_gc=lambda gc: metrics.set_retained_bytes(gc.remaining_bytes),
+                    async with (
+                        retention_chores(
+                            retainer,
+                            gc_interval=backend.gc_interval,
+                            on_gc=lambda gc: metrics.set_retained_bytes(gc.remaining_bytes),
+                        ),
+                        recovery_chores(sweeper),
                     ):
                         await _run_worker_until(stop, worker)
             finally:
@@ -345,10 +360,12 @@ async def work(
     stop: asyncio.Event | None = None,
     metrics_host: str = "0.0.0.0",
     metrics_port: int | None = None,
+    recovery: RecoveryOptions | None = None,
 ) -> None:
     """Run jobs only (no webhook server) until `stop` or a signal.
 
-    With `metrics_port`, `/metrics` and `/healthz` are served on `metrics_host:metrics_port`.
+    With `metrics_port`, `/metrics` and `/healthz` are served on `metrics_host:metrics_port`;
+    with `recovery`, the sweep for failed deliveries runs here too (one process at a time).
     """
     settings.require_app()
     stop = stop or asyncio.Event()
@@ -364,11 +381,22 @@ async def work(
                 metrics=metrics,
                 retainer=retainer,
             )
+            sweeper = build_recovery(
+                settings,
+                session,
+                backend.store,
+                recovery,
+                metrics=metrics,
+                rate_limit_gate=backend.rate_limit_gate(),
+            )
             with _stop_on_signals(stop):
-                async with retention_chores(
-                    retainer,
-                    gc_interval=backend.gc_interval,
-                    on_gc=lambda gc: metrics.set_retained_bytes(gc.remaining_bytes),
+                async with (
+                    retention_chores(
+                        retainer,
+                        gc_interval=backend.gc_interval,
+                        on_gc=lambda gc: metrics.set_retained_bytes(gc.remaining_bytes),
+                    ),
+                    recovery_chores(sweeper),
                 ):
                     await _run_worker_until(stop, worker)
     finally:
@@ -527,6 +555,7 @@ def run_serve_command(args: argparse.Namespace) -> int:
                 with_worker=not args.no_worker,
                 local_demo=args.local_demo,
                 options=_worker_options(args),
+                recovery=RecoveryOptions.from_environment(),
             )
         )
     except (SettingsError, StoreError) as exc:
@@ -545,6 +574,7 @@ def run_worker_command(args: argparse.Namespace) -> int:
                 options=_worker_options(args),
                 metrics_host=settings.host,
                 metrics_port=getattr(args, "metrics_port", None),
+                recovery=RecoveryOptions.from_environment(),
             )
         )
     except (SettingsError, StoreError) as exc:

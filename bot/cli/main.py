@@ -63,12 +63,14 @@ def build_parser(*, app_commands: bool = True) -> argparse.ArgumentParser:
         from bot.app.serve import add_serve_commands
         from bot.cli.demo import add_demo_command
         from bot.cli.jobs import add_jobs_commands
+        from bot.cli.recover import add_recover_command
         from bot.cli.retained import add_retained_commands
 
         add_serve_commands(commands)
         add_jobs_commands(commands)
         add_retained_commands(commands)
         add_demo_command(commands)
+        add_recover_command(commands)
     return parser
 
 

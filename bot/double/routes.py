@@ -9,16 +9,26 @@ permissions-required-for-github-apps).
 
 from __future__ import annotations
 
+import json
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import datetime
 from typing import TYPE_CHECKING, Any, Final, Literal
+from urllib.parse import urlencode
 
 from aiohttp import web
 
 from bot.double import credentials
-from bot.double.http import error, json_response, not_found, paginate
+from bot.double.hooks import HookAttempt, StoredDelivery
+from bot.double.http import (
+    DEFAULT_PER_PAGE,
+    MAX_PER_PAGE,
+    error,
+    json_response,
+    not_found,
+    paginate,
+)
 from bot.double.payloads import iso
 from bot.double.state import CheckRun, Comment, Issue, Reaction, Repository
 
@@ -131,6 +141,93 @@ async def create_from_manifest(ctx: Context) -> web.StreamResponse:
         ),
         status=201,
     )
+
+
+# --- the App's webhook deliveries (bot/double/hooks.py) ----------------------------------
+
+
+def _delivery_item(attempt: HookAttempt, stored: StoredDelivery) -> dict[str, Any]:
+    return {
+        "id": attempt.id,
+        "guid": attempt.guid,
+        "delivered_at": iso(attempt.delivered_at),
+        "redelivery": attempt.redelivery,
+        "duration": attempt.duration,
+        "status": attempt.status,
+        "status_code": attempt.status_code,
+        "event": stored.event,
+        "action": stored.action,
+        "installation_id": stored.installation_id,
+        "repository_id": stored.repository_id,
+        "throttled_at": None,
+    }
+
+
+@route("GET", "/app/hook/deliveries", auth="app")
+async def list_hook_deliveries(ctx: Context) -> web.StreamResponse:
+    """Newest first, cursor-paginated: `cursor` is opaque, `Link` gives rel="next"
+    (https://docs.github.com/en/rest/apps/webhooks#list-deliveries-for-an-app-webhook)."""
+    hooks, query = ctx.double.hooks, ctx.request.query
+    attempts = sorted(hooks.attempts, key=lambda a: (a.delivered_at, a.id), reverse=True)
+    wanted = query.get("status")
+    if wanted in ("success", "failure"):
+        attempts = [a for a in attempts if (a.status == "OK") == (wanted == "success")]
+    try:
+        per_page = min(max(int(query.get("per_page", DEFAULT_PER_PAGE)), 1), MAX_PER_PAGE)
+    except ValueError:
+        per_page = DEFAULT_PER_PAGE
+    start = 0
+    cursor = query.get("cursor")
+    if cursor is not None:
+        # The cursor names the last attempt of the previous page; an attempt listed later
+        # (a new delivery, newer than all) does not shift the pages after it.
+        after = cursor.removeprefix("v1_")
+        if not after.isdigit():
+            return error(422, "Invalid cursor")
+        ids = [a.id for a in attempts]
+        if int(after) not in ids:
+            return error(422, "Invalid cursor")
+        start = ids.index(int(after)) + 1
+    page = attempts[start : start + per_page]
+    headers = {}
+    if start + per_page < len(attempts) and page:
+        params = {k: v for k, v in query.items() if k != "cursor"}
+        params.update(per_page=str(per_page), cursor=f"v1_{page[-1].id}")
+        url = f"{ctx.double.api_url}{ctx.request.path}?{urlencode(params)}"
+        headers["Link"] = f'<{url}>; rel="next"'
+    body = [_delivery_item(a, hooks.deliveries[a.guid]) for a in page]
+    return json_response(body, headers=headers)
+
+
+@route("GET", "/app/hook/deliveries/{delivery_id}", auth="app")
+async def get_hook_delivery(ctx: Context) -> web.StreamResponse:
+    hooks = ctx.double.hooks
+    attempt = hooks.attempt_by_id(ctx.int_param("delivery_id"))
+    if attempt is None:
+        return not_found()
+    stored = hooks.deliveries[attempt.guid]
+    body = _delivery_item(attempt, stored)
+    body.update(
+        url=hooks.target_url or "",
+        request={
+            "headers": {"X-GitHub-Delivery": stored.guid, "X-GitHub-Event": stored.event},
+            "payload": json.loads(stored.payload),
+        },
+        response={"headers": {}, "payload": attempt.response},
+    )
+    return json_response(body)
+
+
+@route("POST", "/app/hook/deliveries/{delivery_id}/attempts", auth="app")
+async def redeliver_hook_delivery(ctx: Context) -> web.StreamResponse:
+    """202 at once; the delivery is sent again in the background, with its original GUID
+    (https://docs.github.com/en/rest/apps/webhooks#redeliver-a-delivery-for-an-app-webhook)."""
+    hooks = ctx.double.hooks
+    attempt = hooks.attempt_by_id(ctx.int_param("delivery_id"))
+    if attempt is None:
+        return not_found()
+    hooks.redeliver_later(attempt)
+    return json_response({}, status=202)
 
 
 # --- Actions ---------------------------------------------------------------------------

@@ -34,6 +34,7 @@ from bot.double.faults import (
     ServerErrorAfter,
     Slow,
 )
+from bot.double.hooks import Hooks
 from bot.double.http import error, json_response, not_found
 from bot.double.payloads import Payloads
 from bot.double.routes import ROUTES, Context, Route
@@ -152,6 +153,7 @@ class GitHubDouble:
         self.payloads = Payloads(api_url="", storage_url="", app_id=0, app_slug="")
         self.storage = Storage(clock=self.now, lookup=self._blob)
         self.pages = WebPages(self)
+        self.hooks = Hooks(clock=self.now)
 
     # --- lifecycle -------------------------------------------------------------------
 

@@ -154,6 +154,24 @@ class Metrics:
             "Bytes of failing artifacts kept in the artifact store.",
             registry=r,
         )
+        self.recovery_sweeps = Counter(
+            "release_guard_recovery_sweeps",
+            "Sweeps for failed webhook deliveries, by outcome (complete, partial, failed, "
+            "skipped: another process was sweeping).",
+            ["outcome"],
+            registry=r,
+        )
+        self.recovery_seen = Counter(
+            "release_guard_recovery_deliveries_seen",
+            "Delivery attempts the sweeps read from GitHub's list (malformed ones included).",
+            registry=r,
+        )
+        self.redeliveries = Counter(
+            "release_guard_redeliveries",
+            "Redeliveries asked of GitHub, by outcome (requested, failed).",
+            ["outcome"],
+            registry=r,
+        )
         self.build_info = Gauge(
             "release_guard_build_info",
             "Always 1; the version label says which release-guard runs.",
@@ -250,6 +268,15 @@ class Metrics:
         self.rate_limit_reset.labels(**labels).set(state.reset)
 
     # -- retention --------------------------------------------------------------------------
+
+    def recovery_sweep(self, outcome: str, seen: int) -> None:
+        """Count one recovery sweep and the delivery attempts it read."""
+        self.recovery_sweeps.labels(outcome).inc()
+        self.recovery_seen.inc(seen)
+
+    def redelivery(self, outcome: str) -> None:
+        """Count one redelivery request: `requested` (GitHub accepted it) or `failed`."""
+        self.redeliveries.labels(outcome).inc()
 
     def set_retained_bytes(self, total: int) -> None:
         """Set the bytes the artifact store keeps (the retention store calls this)."""

@@ -13,6 +13,7 @@ conditional on it still holding the lease, so a job completes once even if two w
 from __future__ import annotations
 
 from collections.abc import Collection, Mapping, Sequence
+from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from enum import StrEnum
@@ -454,3 +455,60 @@ class ScanLedger(Protocol):
 
     async def put_coverage(self, coverage: CheckCoverage) -> None:
         """Record (or replace) what the commit's latest check run covers."""
+
+
+# -- recovering failed webhook deliveries (issue 14) --------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class RedeliveryRecord:
+    """How often the App asked GitHub to redeliver one delivery (by its GUID), and when last."""
+
+    guid: str
+    requests: int
+    last_requested_at: float
+
+
+@runtime_checkable
+class DeliveryLedger(Protocol):
+    """What the recovery sweep (`bot.app.recovery`) keeps in the database.
+
+    A separate protocol from `Store`, as `RetentionIndex` is: both stores implement it. The
+    high-water mark is GitHub's `delivered_at` of the newest delivery a complete sweep saw
+    (GitHub's clock, never ours); the redelivery records bound how often one GUID is asked
+    for again across sweeps and processes.
+    """
+
+    async def recorded_deliveries(self, delivery_ids: Collection[str]) -> set[str]:
+        """Return those of `delivery_ids` (GitHub's GUIDs) this store has recorded."""
+
+    async def recovery_mark(self) -> float | None:
+        """The last complete sweep's high-water mark (epoch seconds), or None."""
+
+    async def set_recovery_mark(self, mark: float) -> None:
+        """Record a complete sweep's high-water mark; a mark never moves back."""
+
+    async def redeliveries(self, guids: Collection[str]) -> dict[str, RedeliveryRecord]:
+        """Return what is recorded about redelivery requests for these GUIDs."""
+
+    async def note_redeliveries(self, guids: Collection[str]) -> dict[str, RedeliveryRecord]:
+        """Count one redelivery request for each GUID, now (one transaction); forget the
+        records older than 4 days. Return the records as they are now."""
+
+    def sweep_lock(self, owner: str, lease: float) -> AbstractAsyncContextManager[bool]:
+        """Hold the right to sweep, for one sweep: yields False when another process has it.
+
+        On PostgreSQL a session advisory lock (released with its connection if the process
+        dies); on SQLite a lease of `lease` seconds on one row.
+        """
+
+    async def audit(
+        self,
+        job_id: int | None,
+        stage: str,
+        message: str,
+        data: Mapping[str, Any] | None = None,
+        *,
+        delivery_id: str | None = None,
+    ) -> None:
+        """Append one event to the audit trail (the same method as `Store.audit`)."""

@@ -27,6 +27,9 @@ Dialect = Literal["sqlite", "postgresql"]
 PENDING: Final = "state IN ('queued', 'running')"
 """A job still to do or being done: the jobs new deliveries fold into."""
 RESCANS_KEPT: Final = 86_400.0
+REDELIVERIES_KEPT: Final = 4 * 86_400.0
+RECOVERY_ROW: Final = "deliveries"  # the one row of `recovery_state`
+"""Redelivery records outlive GitHub's 3-day window of deliveries by a day, then go."""
 """Seconds a finished rescan is remembered for other workers (`record_rescan`)."""
 SCANS_KEPT: Final = 90 * 86_400.0
 """Seconds a verdict or a check run's coverage is remembered after it was last recorded: as

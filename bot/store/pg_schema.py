@@ -163,6 +163,24 @@ MIGRATIONS: Final[tuple[tuple[str, ...], ...]] = (
         )""",
         "CREATE INDEX check_coverage_by_time ON check_coverage (recorded_at)",
     ),
+    (
+        # The recovery sweep of failed webhook deliveries (bot.app.recovery): its high-water
+        # mark (the lock of the sweep is an advisory lock here, the columns serve SQLite), and
+        # the redeliveries asked for per GUID.
+        """CREATE TABLE recovery_state (
+            name text PRIMARY KEY,
+            mark double precision,
+            sweeper text,
+            sweeper_until double precision
+        )""",
+        """CREATE TABLE redeliveries (
+            guid text PRIMARY KEY,
+            requests integer NOT NULL,
+            first_requested_at double precision NOT NULL,
+            last_requested_at double precision NOT NULL
+        )""",
+        "CREATE INDEX redeliveries_by_time ON redeliveries (last_requested_at)",
+    ),
 )
 
 _VERSION_TABLE: Final = (

@@ -23,6 +23,7 @@ differs is how they are obtained:
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import dataclasses
 import json
@@ -46,6 +47,7 @@ from bot.store.base import (
     Job,
     JobState,
     LeaseLost,
+    RedeliveryRecord,
     RetainedFilter,
     RetainedRecord,
     RetainedState,
@@ -55,6 +57,8 @@ from bot.store.base import (
 )
 from bot.store.common import (
     PENDING,
+    RECOVERY_ROW,
+    REDELIVERIES_KEPT,
     RESCANS_KEPT,
     SCANS_KEPT,
     coverage_from_row,
@@ -73,6 +77,7 @@ OnQueued: TypeAlias = Callable[[Connection, Job], Awaitable[None]]
 Row: TypeAlias = dict[str, Any]
 
 CLAIM_LOCK_KEY: Final[int] = 0x7267_636C_6169  # "rgclai": serialises `claim` (see there)
+RECOVERY_LOCK: Final = "release-guard/recovery-sweep/"  # + the schema, hashed: one sweeper
 
 _STATE_RANK: Final = {RetainedState.FAILED: 0, RetainedState.PENDING: 1, RetainedState.KEPT: 2}
 """A merge keeps the better state: bytes kept beat bytes waiting, which beat bytes lost."""
@@ -878,6 +883,113 @@ class PostgresStore:
     async def referenced_digests(self) -> set[str]:
         rows = await self._query("SELECT DISTINCT digest FROM retained")
         return {row["digest"] for row in rows}
+
+    # -- recovering failed webhook deliveries (DeliveryLedger) --------------------------------
+
+    async def recorded_deliveries(self, delivery_ids: Collection[str]) -> set[str]:
+        if not delivery_ids:
+            return set()
+        rows = await self._query(
+            "SELECT delivery_id FROM deliveries WHERE delivery_id = ANY(%s)",
+            (list(set(delivery_ids)),),
+        )
+        return {str(row["delivery_id"]) for row in rows}
+
+    async def recovery_mark(self) -> float | None:
+        rows = await self._query("SELECT mark FROM recovery_state WHERE name = %s", (RECOVERY_ROW,))
+        return None if not rows or rows[0]["mark"] is None else float(rows[0]["mark"])
+
+    async def set_recovery_mark(self, mark: float) -> None:
+        async with self._connection() as conn:
+            await conn.execute(
+                "INSERT INTO recovery_state (name, mark) VALUES (%s, %s) ON CONFLICT (name)"
+                " DO UPDATE SET mark = GREATEST(recovery_state.mark, EXCLUDED.mark)",
+                (RECOVERY_ROW, mark),
+            )
+
+    async def redeliveries(self, guids: Collection[str]) -> dict[str, RedeliveryRecord]:
+        if not guids:
+            return {}
+        rows = await self._query(
+            "SELECT guid, requests, last_requested_at FROM redeliveries WHERE guid = ANY(%s)",
+            (list(set(guids)),),
+        )
+        return {
+            str(row["guid"]): RedeliveryRecord(
+                str(row["guid"]), int(row["requests"]), float(row["last_requested_at"])
+            )
+            for row in rows
+        }
+
+    async def note_redeliveries(self, guids: Collection[str]) -> dict[str, RedeliveryRecord]:
+        wanted = list(dict.fromkeys(guids))
+        if not wanted:
+            return {}
+        now = self._clock()
+        async with self._transaction() as conn:
+            await conn.execute(
+                "DELETE FROM redeliveries WHERE last_requested_at < %s AND NOT guid = ANY(%s)",
+                (now - REDELIVERIES_KEPT, wanted),
+            )
+            rows = await self._rows(
+                conn,
+                "INSERT INTO redeliveries (guid, requests, first_requested_at,"
+                " last_requested_at) SELECT g, 1, %(now)s, %(now)s FROM unnest(%(guids)s::text[])"
+                " AS g ON CONFLICT (guid) DO UPDATE SET requests = redeliveries.requests + 1,"
+                " last_requested_at = EXCLUDED.last_requested_at"
+                " RETURNING guid, requests, last_requested_at",
+                {"guids": wanted, "now": now},
+            )
+        return {
+            str(row["guid"]): RedeliveryRecord(
+                str(row["guid"]), int(row["requests"]), float(row["last_requested_at"])
+            )
+            for row in rows
+        }
+
+    @contextlib.asynccontextmanager
+    async def sweep_lock(self, owner: str, lease: float) -> AsyncIterator[bool]:
+        """A session advisory lock, held on one pooled connection for the sweep.
+
+        If the process dies, PostgreSQL releases the lock with its connection: no sweep waits
+        for a dead sweeper. The key names the schema too, so that stores in two schemas of one
+        database (the tests) do not exclude each other. `lease` is not needed here.
+        """
+        pool = self.pool
+        try:
+            conn = await pool.getconn()
+        except psycopg.Error as exc:
+            raise self._error(exc, "cannot take the recovery sweep's lock") from exc
+        held = False
+        try:
+            try:
+                cursor = await conn.execute(
+                    "SELECT pg_try_advisory_lock(hashtextextended(%s || current_schema(), 0))",
+                    (RECOVERY_LOCK,),
+                )
+                row = await cursor.fetchone()
+            except psycopg.Error as exc:
+                raise self._error(exc, "cannot take the recovery sweep's lock") from exc
+            held = bool(row and row[0])
+            yield held
+        finally:
+            await self._release_sweep(pool, conn, held)
+
+    async def _release_sweep(self, pool: AsyncConnectionPool, conn: Connection, held: bool) -> None:
+        # A connection that may still hold the lock never goes back to the pool open.
+        try:
+            if held:
+                await conn.execute(
+                    "SELECT pg_advisory_unlock(hashtextextended(%s || current_schema(), 0))",
+                    (RECOVERY_LOCK,),
+                )
+        except psycopg.Error:
+            await conn.close()
+        except asyncio.CancelledError:
+            await conn.close()
+            raise
+        finally:
+            await pool.putconn(conn)
 
     # -- for tests and tools -------------------------------------------------------------------
 

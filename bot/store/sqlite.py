@@ -25,7 +25,7 @@ import functools
 import json
 import sqlite3
 import time
-from collections.abc import Callable, Collection, Iterator, Mapping, Sequence
+from collections.abc import AsyncIterator, Callable, Collection, Iterator, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any, Final, TypeVar
@@ -39,6 +39,7 @@ from bot.store.base import (
     Job,
     JobState,
     LeaseLost,
+    RedeliveryRecord,
     RetainedFilter,
     RetainedRecord,
     RetainedState,
@@ -49,6 +50,8 @@ from bot.store.base import (
 )
 from bot.store.common import (
     PENDING,
+    RECOVERY_ROW,
+    REDELIVERIES_KEPT,
     RESCANS_KEPT,
     SCANS_KEPT,
     coverage_from_row,
@@ -183,6 +186,23 @@ MIGRATIONS: Final[tuple[tuple[str, ...], ...]] = (
             PRIMARY KEY (repository, head_sha)
         )""",
         "CREATE INDEX check_coverage_by_time ON check_coverage (recorded_at)",
+    ),
+    (
+        # The recovery sweep of failed webhook deliveries (bot.app.recovery): its high-water
+        # mark and who sweeps, in one row, and the redeliveries asked for per GUID.
+        """CREATE TABLE recovery_state (
+            name TEXT PRIMARY KEY,
+            mark REAL,
+            sweeper TEXT,
+            sweeper_until REAL
+        )""",
+        """CREATE TABLE redeliveries (
+            guid TEXT PRIMARY KEY,
+            requests INTEGER NOT NULL,
+            first_requested_at REAL NOT NULL,
+            last_requested_at REAL NOT NULL
+        )""",
+        "CREATE INDEX redeliveries_by_time ON redeliveries (last_requested_at)",
     ),
 )
 
@@ -1082,6 +1102,118 @@ class SqliteStore:
     def _referenced_digests_sync(self) -> set[str]:
         rows = self._db.execute("SELECT DISTINCT digest FROM retained").fetchall()
         return {row[0] for row in rows}
+
+    # -- recovering failed webhook deliveries (DeliveryLedger) --------------------------------
+
+    async def recorded_deliveries(self, delivery_ids: Collection[str]) -> set[str]:
+        return await self._call(self._recorded_deliveries_sync, tuple(set(delivery_ids)))
+
+    def _recorded_deliveries_sync(self, ids: tuple[str, ...]) -> set[str]:
+        found: set[str] = set()
+        for start in range(0, len(ids), 500):  # SQLite's bound-parameter limit, well within
+            chunk = ids[start : start + 500]
+            marks = ",".join("?" * len(chunk))
+            rows = self._db.execute(
+                f"SELECT delivery_id FROM deliveries WHERE delivery_id IN ({marks})", chunk
+            ).fetchall()
+            found.update(str(row[0]) for row in rows)
+        return found
+
+    async def recovery_mark(self) -> float | None:
+        return await self._call(self._recovery_mark_sync)
+
+    def _recovery_mark_sync(self) -> float | None:
+        row = self._db.execute(
+            "SELECT mark FROM recovery_state WHERE name = ?", (RECOVERY_ROW,)
+        ).fetchone()
+        return None if row is None or row[0] is None else float(row[0])
+
+    async def set_recovery_mark(self, mark: float) -> None:
+        await self._call(self._set_recovery_mark_sync, mark)
+
+    def _set_recovery_mark_sync(self, mark: float) -> None:
+        with self._write() as conn:
+            conn.execute(
+                "INSERT INTO recovery_state (name, mark) VALUES (?, ?) ON CONFLICT (name)"
+                " DO UPDATE SET mark = max(coalesce(recovery_state.mark, excluded.mark),"
+                " excluded.mark)",
+                (RECOVERY_ROW, mark),
+            )
+
+    async def redeliveries(self, guids: Collection[str]) -> dict[str, RedeliveryRecord]:
+        return await self._call(self._redeliveries_sync, tuple(set(guids)))
+
+    def _redeliveries_sync(self, guids: tuple[str, ...]) -> dict[str, RedeliveryRecord]:
+        found: dict[str, RedeliveryRecord] = {}
+        for start in range(0, len(guids), 500):
+            chunk = guids[start : start + 500]
+            marks = ",".join("?" * len(chunk))
+            rows = self._db.execute(
+                "SELECT guid, requests, last_requested_at FROM redeliveries"
+                f" WHERE guid IN ({marks})",
+                chunk,
+            ).fetchall()
+            for row in rows:
+                found[row[0]] = RedeliveryRecord(row[0], int(row[1]), float(row[2]))
+        return found
+
+    async def note_redeliveries(self, guids: Collection[str]) -> dict[str, RedeliveryRecord]:
+        return await self._call(self._note_redeliveries_sync, tuple(dict.fromkeys(guids)))
+
+    def _note_redeliveries_sync(self, guids: tuple[str, ...]) -> dict[str, RedeliveryRecord]:
+        now = self._clock()
+        noted: dict[str, RedeliveryRecord] = {}
+        with self._write() as conn:
+            conn.execute(
+                "DELETE FROM redeliveries WHERE last_requested_at < ?", (now - REDELIVERIES_KEPT,)
+            )
+            for guid in guids:
+                row = conn.execute(
+                    "INSERT INTO redeliveries (guid, requests, first_requested_at,"
+                    " last_requested_at) VALUES (?, 1, ?, ?) ON CONFLICT (guid) DO UPDATE SET"
+                    " requests = redeliveries.requests + 1,"
+                    " last_requested_at = excluded.last_requested_at"
+                    " RETURNING requests, last_requested_at",
+                    (guid, now, now),
+                ).fetchone()
+                noted[guid] = RedeliveryRecord(guid, int(row[0]), float(row[1]))
+        return noted
+
+    @contextlib.asynccontextmanager
+    async def sweep_lock(self, owner: str, lease: float) -> AsyncIterator[bool]:
+        """A lease on the recovery row: one sweeper at a time among the processes of this file.
+
+        A process that dies holding it blocks the others until `lease` seconds have passed.
+        """
+        held = await self._call(self._take_sweep_sync, owner, lease)
+        try:
+            yield held
+        finally:
+            if held:
+                with contextlib.suppress(StoreError):
+                    await self._call(self._release_sweep_sync, owner)
+
+    def _take_sweep_sync(self, owner: str, lease: float) -> bool:
+        now = self._clock()
+        with self._write() as conn:
+            conn.execute(
+                "INSERT INTO recovery_state (name) VALUES (?) ON CONFLICT (name) DO NOTHING",
+                (RECOVERY_ROW,),
+            )
+            taken = conn.execute(
+                "UPDATE recovery_state SET sweeper = ?, sweeper_until = ? WHERE name = ?"
+                " AND (sweeper IS NULL OR sweeper = ? OR sweeper_until < ?)",
+                (owner, now + lease, RECOVERY_ROW, owner, now),
+            ).rowcount
+        return taken == 1
+
+    def _release_sweep_sync(self, owner: str) -> None:
+        with self._write() as conn:
+            conn.execute(
+                "UPDATE recovery_state SET sweeper = NULL, sweeper_until = NULL"
+                " WHERE name = ? AND sweeper = ?",
+                (RECOVERY_ROW, owner),
+            )
 
     # -- for tests and tools -------------------------------------------------------------------
 

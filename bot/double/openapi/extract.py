@@ -39,6 +39,9 @@ OUTPUT: Final = HERE / "operations.json"
 OPERATIONS: Final = (
     ("GET", "/app"),
     ("POST", "/app/installations/{installation_id}/access_tokens"),
+    ("GET", "/app/hook/deliveries"),
+    ("GET", "/app/hook/deliveries/{delivery_id}"),
+    ("POST", "/app/hook/deliveries/{delivery_id}/attempts"),
     ("GET", "/repos/{owner}/{repo}/actions/runs"),
     ("GET", "/repos/{owner}/{repo}/actions/runs/{run_id}"),
     ("GET", "/repos/{owner}/{repo}/actions/runs/{run_id}/artifacts"),
