@@ -581,7 +581,7 @@ def test_extract_is_small_and_names_its_origin() -> None:
     assert len(origin["file_sha256"]) == 64
     assert EXTRACT.stat().st_size < 1_000_000
     operations = load_operations()
-    assert len(operations) == 28
+    assert len(operations) == 31
     check_runs = operations["POST /repos/{owner}/{repo}/check-runs"].request_body
     assert check_runs is not None
     assert "$ref" not in json.dumps(check_runs)

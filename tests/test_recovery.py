@@ -23,7 +23,7 @@ from bot.app.serve import serve
 from bot.app.worker import WorkerOptions
 from bot.double.faults import PrimaryRateLimit, Respond, ServerError, Slow
 from bot.double.server import GitHubDouble
-from bot.github import GitHubApp
+from bot.github import AuthenticationFailed, GitHubApp, NotFound
 from bot.ops.metrics import Metrics
 from bot.secrets import Secret
 from bot.settings import PostgresDatabase, Settings, SettingsError
@@ -585,3 +585,19 @@ async def test_deliveries_answered_503_in_a_database_outage_are_recovered_after_
         assert await admin.recorded_deliveries([a.guid for a in lost]) == {a.guid for a in lost}
     finally:
         await admin.close()
+
+
+async def test_the_double_serves_deliveries_to_the_apps_jwt_only(
+    ghdouble: GitHubDouble, github_app: GitHubApp
+) -> None:
+    repo = ghdouble.add_repo()
+    failed_delivery(ghdouble, 1)
+    gh = await github_app.installation(repo.installation_id)
+    for method, path in (("GET", LISTED), ("POST", "/app/hook/deliveries/1000001/attempts")):
+        with pytest.raises(AuthenticationFailed):
+            await (gh.getitem(path) if method == "GET" else gh.post(path, data=b""))
+    [listed] = await github_app.as_app().getitem(LISTED)
+    attempt = await github_app.as_app().getitem(f"{LISTED}/{listed['id']}")
+    assert attempt["guid"] == listed["guid"] and attempt["request"]["payload"]["number"] == 1
+    with pytest.raises(NotFound):
+        await github_app.as_app().post(f"{LISTED}/999/attempts", data=b"")
