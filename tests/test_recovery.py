@@ -601,3 +601,15 @@ async def test_the_double_serves_deliveries_to_the_apps_jwt_only(
     assert attempt["guid"] == listed["guid"] and attempt["request"]["payload"]["number"] == 1
     with pytest.raises(NotFound):
         await github_app.as_app().post(f"{LISTED}/999/attempts", data=b"")
+
+
+@pytest.mark.parametrize("skew", [10 * 86_400.0, -10 * 86_400.0], ids=["ahead", "behind"])
+async def test_a_clock_far_off_neither_hides_deliveries_nor_reads_without_end(
+    ghdouble: GitHubDouble, store: SqliteStore, session: Any, skew: float
+) -> None:
+    """The window is measured from GitHub's newest attempt when our clock is ahead of it,
+    and a clock behind only widens it: the failed delivery is found either way."""
+    guid = failed_delivery(ghdouble, 1)
+    clock = FakeClock(ghdouble.now() + skew)
+    report = await recovery_for(ghdouble, store, session=session, clock=clock).sweep()
+    assert [c.guid for c in report.requested] == [guid] and report.complete

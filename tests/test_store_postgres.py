@@ -33,6 +33,8 @@ TABLES = {
     "rescans",
     "scan_verdicts",
     "check_coverage",
+    "recovery_state",
+    "redeliveries",
 }
 
 
