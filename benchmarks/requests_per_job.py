@@ -319,7 +319,7 @@ async def run_scenario(name: str, scenario: Scenario) -> dict[str, Any]:
     api = [r for r in double.requests if r.host == "api" and r.auth == "token"]
     jobs = floor.pop("jobs")
     counted = [r for r in api if r.status != 304]
-    result = {
+    result: dict[str, Any] = {
         "jobs": jobs,
         "api_requests": len(api),
         "rate_limited": len(counted),
@@ -328,6 +328,8 @@ async def run_scenario(name: str, scenario: Scenario) -> dict[str, Any]:
         "check_runs": len(repo.check_runs),
         "floor": floor,
     }
+    result["downloads_over_floor"] = round(result["downloads"] / floor["downloads"], 2)
+    result["check_runs_over_floor"] = round(result["check_runs"] / floor["check_runs"], 2)
     return {name: result}
 
 
@@ -351,15 +353,16 @@ async def measure(names: list[str]) -> dict[str, Any]:
 
 def markdown(results: dict[str, Any]) -> str:
     lines = [
-        "| scenario | jobs | requests | counted | per job | downloads (floor) "
-        "| check runs (floor) |",
+        "| scenario | jobs | requests | counted | per job | downloads (floor, ratio) "
+        "| check runs (floor, ratio) |",
         "| --- | --- | --- | --- | --- | --- | --- |",
     ]
     for name, r in results.items():
         lines.append(
             f"| {name} | {r['jobs']} | {r['api_requests']} | {r['rate_limited']} | "
-            f"{r['rate_limited_per_job']} | {r['downloads']} ({r['floor']['downloads']}) | "
-            f"{r['check_runs']} ({r['floor']['check_runs']}) |"
+            f"{r['rate_limited_per_job']} | {r['downloads']} ({r['floor']['downloads']}, "
+            f"{r['downloads_over_floor']}) | {r['check_runs']} ({r['floor']['check_runs']}, "
+            f"{r['check_runs_over_floor']}) |"
         )
     return "\n".join(lines)
 
