@@ -22,11 +22,12 @@ run's length settles. A trailing odd backslash is held back to the next chunk, s
 can straddle chunk boundaries.
 
 What the streaming scanner validates: the JSON grammar outside strings, the types of the
-fields the source-map format defines, and (cheaply) the alphabet of `mappings`. What it
-does not validate inside long strings: escape sequences, control characters and UTF-8;
-short strings it decodes (keys, `sources`, `sourceRoot`) are validated fully. Maps up to
-`SMALL_MAP_LIMIT` bytes are also buffered and checked completely with `json` and the
-`sourcemap` package (see `_validate_small_map`).
+fields the source-map format defines, and, through bot/engine/mapcheck.py (`MapRules`, one
+per map object, and `MappingsCheck`, fed the `mappings` string piece by piece), every other
+rule of ECMA-426. What it does not validate inside long strings: escape sequences, control
+characters and UTF-8; short strings it decodes (keys, `sources`, `sourceRoot`) are
+validated fully. Maps up to `SMALL_MAP_LIMIT` bytes are also buffered and checked
+completely with `json` (see `_validate_small_map`).
 """
 
 from __future__ import annotations
@@ -34,14 +35,12 @@ from __future__ import annotations
 import binascii
 import json
 import re
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from enum import IntEnum
-from typing import Any
 from urllib.parse import unquote_to_bytes
 
-import sourcemap
-
+from bot.engine.mapcheck import MappingsCheck, MapRules
 from bot.engine.mapdeep import DeepValue
 from bot.engine.model import ByteStream, Observation, Rule
 
@@ -50,9 +49,6 @@ CHUNK_SIZE = 1 << 20
 
 SMALL_MAP_LIMIT = 1 << 20
 """Maps up to this size are buffered and validated in full by `json`."""
-
-SOURCEMAP_MAPPINGS_LIMIT = 64 << 10
-"""...and their `mappings` by `sourcemap.loads` when no longer than this (about 1 s per MB)."""
 
 MAX_PRAGMAS = 256
 """External `sourceMappingURL` references kept per code file (the rest are only counted).
@@ -68,7 +64,6 @@ _MAX_EXAMPLES = 3
 _SHOWN_CHARS = 120  # an example longer than this is cut, with an ellipsis
 _MAX_NUMBER_BYTES = 1024
 _MAX_DEPTH = 512  # nesting; json.loads would hit the recursion limit around 1000
-_MAX_MAPPINGS_OFFSETS = 4096  # maps whose `mappings` offset is kept for messages
 _MAX_DATA_HEADER = 256  # `data:<media type>[;params]` before the comma
 _BACKSLASH = 0x5C
 _QUOTE = 0x22
@@ -85,9 +80,6 @@ _SIMPLE_STRING = re.compile(rb'"([^"\\\x00-\x1f]{0,4096})"')
 _SIMPLE_STRING_RUN = re.compile(
     rb'"[^"\\\x00-\x1f]*+"(?:[ \t\n\r]*+,[ \t\n\r]*+"[^"\\\x00-\x1f]*+")*+'
 )
-# `mappings` is base64 VLQ with `,` and `;`; a backslash may start a JSON escape.
-# `bytes.translate(None, alphabet)` checks it at about 1 GB/s, a regex at 110 MB/s.
-_MAPPING_ALPHABET = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/,;\\"
 _LITERALS = {0x74: b"true", 0x66: b"false", 0x6E: b"null"}
 _BOM = b"\xef\xbb\xbf"
 _CONTENTS_KEY = b"sourcesContent"
@@ -136,7 +128,6 @@ class MapVerdict:
     local_count: int = 0
     source_root: str | None = None
     problem: str | None = None
-    mappings_at: list[int | None] = field(default_factory=list)  # per map, in order
     hidden_sources: int = 0
     """`sourcesContent` members with text that only a lenient reading found (nested deeper
     than the scanner follows): the map is fail-closed invalid."""
@@ -349,6 +340,11 @@ class _Role(IntEnum):
     OFFSET = 14
     URL = 15
     KEY = 16
+    FILE = 17
+    IGNORE_LIST = 18
+    IGNORE_INDEX = 19
+    OFFSET_LINE = 20
+    OFFSET_COLUMN = 21
 
 
 _MAP_KEYS = {
@@ -359,13 +355,17 @@ _MAP_KEYS = {
     "mappings": _Role.MAPPINGS,
     "version": _Role.VERSION,
     "sections": _Role.SECTIONS,
+    "file": _Role.FILE,
+    "ignoreList": _Role.IGNORE_LIST,
 }
 _SECTION_KEYS = {"map": _Role.MAP, "offset": _Role.OFFSET, "url": _Role.URL}
+_OFFSET_KEYS = {"line": _Role.OFFSET_LINE, "column": _Role.OFFSET_COLUMN}
 _ELEMENT_ROLES = {
     _Role.SOURCES: _Role.SOURCE,
     _Role.CONTENTS: _Role.CONTENT,
     _Role.NAMES: _Role.NAME,
     _Role.SECTIONS: _Role.SECTION,
+    _Role.IGNORE_LIST: _Role.IGNORE_INDEX,
 }
 # Role -> (accepted JSON kinds, how a message names the value).
 _EXPECTED: dict[_Role, tuple[frozenset[str], str]] = {
@@ -378,7 +378,12 @@ _EXPECTED: dict[_Role, tuple[frozenset[str], str]] = {
     _Role.CONTENT: (frozenset({"string", "null"}), "an entry of `sourcesContent`"),
     _Role.NAMES: (frozenset({"array"}), "`names`"),
     _Role.NAME: (frozenset({"string"}), "an entry of `names`"),
-    _Role.SOURCE_ROOT: (frozenset({"string", "null"}), "`sourceRoot`"),
+    _Role.SOURCE_ROOT: (frozenset({"string"}), "`sourceRoot`"),
+    _Role.FILE: (frozenset({"string"}), "`file`"),
+    _Role.IGNORE_LIST: (frozenset({"array"}), "`ignoreList`"),
+    _Role.IGNORE_INDEX: (frozenset({"number"}), "an entry of `ignoreList`"),
+    _Role.OFFSET_LINE: (frozenset({"number"}), "a section's `offset.line`"),
+    _Role.OFFSET_COLUMN: (frozenset({"number"}), "a section's `offset.column`"),
     _Role.MAPPINGS: (frozenset({"string"}), "`mappings`"),
     _Role.VERSION: (frozenset({"number"}), "`version`"),
     _Role.OFFSET: (frozenset({"object"}), "a section's `offset`"),
@@ -450,7 +455,7 @@ class _MapStats:
     unkept_absolute_local_count: int = 0
     unkept_relative: int = 0
     source_root: str | None = None
-    mappings_at: int | None = None  # offset of the `mappings` string
+    rules: MapRules = field(default_factory=lambda: MapRules(in_section=False))
     contents: _Contents | None = None
     best: _Contents | None = None
 
@@ -582,6 +587,7 @@ class MapScanner:
         self._after_error = b""  # the last bytes after a syntax error (a needle may straddle)
         self._error_mentions_sources = False
         self._string_end = 0  # stream offset just past the last string read
+        self._mappings: MappingsCheck | None = None  # the `mappings` string being read
 
     @property
     def done(self) -> bool:
@@ -741,6 +747,8 @@ class MapScanner:
                 return _MAP_KEYS.get(frame.key or "", _Role.OTHER)
             if frame.role is _Role.SECTION:
                 return _SECTION_KEYS.get(frame.key or "", _Role.OTHER)
+            if frame.role is _Role.OFFSET:
+                return _OFFSET_KEYS.get(frame.key or "", _Role.OTHER)
             return _Role.OTHER
         return _ELEMENT_ROLES.get(frame.role, _Role.OTHER)
 
@@ -772,10 +780,12 @@ class MapScanner:
         if c == _QUOTE:
             role = self._check_kind(role, "string", offset)
             if role is _Role.MAPPINGS and frame is not None and frame.stats is not None:
-                frame.stats.mappings_at = offset
+                self._mappings = frame.stats.rules.begin_mappings()
             if frame is not None and not frame.is_object and role in (_Role.NAME, _Role.OTHER):
                 run = _SIMPLE_STRING_RUN.match(b, i)
                 if run is not None:
+                    if role is _Role.NAME and frame.stats is not None:
+                        frame.stats.rules.add_names(b.count(b'"', i, run.end()) // 2)
                     self._value_done()
                     return run.end()
             return self._start_string(b, i, role, frame.index if frame is not None else 0)
@@ -801,6 +811,7 @@ class MapScanner:
         if b.startswith(word, i):
             kind = "null" if word == b"null" else "boolean"
             self._check_kind(role, kind, self._base + i)
+            self._rule_number(role, None, self._base + i)
             self._value_done()
             return end
         if end > len(b) and word.startswith(b[i:]) and not final:
@@ -825,6 +836,7 @@ class MapScanner:
         role = self._check_kind(role, "number", self._base + i)
         if role is _Role.VERSION and float(token) != 3:
             self._note(f"`version` is {token.decode()}, expected 3", self._base + i)
+        self._rule_number(role, token, self._base + i)
         self._value_done()
         return end
 
@@ -844,16 +856,40 @@ class MapScanner:
         self._deep = None
         self._value_done()
 
+    def _rule_number(self, role: _Role, token: bytes | None, offset: int) -> None:
+        """Hand an `ignoreList` entry or a section's offset to the map's rules."""
+        if role not in (_Role.IGNORE_INDEX, _Role.OFFSET_LINE, _Role.OFFSET_COLUMN):
+            return
+        frame = self._stack[-1] if self._stack else None
+        if frame is None or frame.stats is None:
+            return
+        rules = frame.stats.rules
+        if role is _Role.IGNORE_INDEX:
+            problem = rules.ignore_index(token)
+        else:
+            problem = rules.offset_field("line" if role is _Role.OFFSET_LINE else "column", token)
+        if problem is not None:
+            self._note(problem, offset)
+
     def _open(self, is_object: bool, role: _Role, parent: _Frame | None, offset: int) -> None:
         stats = parent.stats if parent is not None else None
         if role is _Role.MAP:
-            stats = _MapStats()
+            in_section = parent is not None and parent.role is _Role.SECTION
+            stats = _MapStats(rules=MapRules(in_section=in_section))
         elif stats is not None and role is _Role.SOURCES:
             stats.begin_sources()
         elif stats is not None and role is _Role.CONTENTS:
             stats.begin_contents()
         elif role is _Role.SECTIONS:
             self._is_index = True
+        elif stats is not None and role is _Role.NAMES:
+            stats.rules.begin_names()
+        elif stats is not None and role is _Role.IGNORE_LIST:
+            stats.rules.begin_ignore_list()
+        elif stats is not None and role is _Role.SECTION:
+            stats.rules.begin_section()
+        elif stats is not None and role is _Role.OFFSET:
+            stats.rules.section_offset()
         self._stack.append(_Frame(is_object, role, stats))
 
     def _close(self, frame: _Frame | None, i: int) -> None:
@@ -866,10 +902,18 @@ class MapScanner:
                 self._note("the map has no `version`", offset)
             if "mappings" not in stats.keys and "sections" not in stats.keys:
                 self._note("the map has neither `mappings` nor `sections`", offset)
+            problem = stats.rules.close(stats.keys, stats.last_sources_count)
+            if problem is not None:
+                self._note(problem, offset)
+            parent = self._stack[-1] if self._stack else None
+            if parent is not None and parent.role is _Role.SECTION and parent.stats is not None:
+                parent.stats.rules.section_map(stats.rules)
             stats.end_contents()
             _merge(self._result, stats)
-        elif frame.role is _Role.SECTION and frame.index == 0:
-            self._note("a section has neither `map` nor `url`", offset)
+        elif frame.role is _Role.SECTION and stats is not None:
+            problem = stats.rules.end_section()
+            if problem is not None:
+                self._note(problem, offset)
         elif frame.role is _Role.CONTENTS and stats is not None:
             stats.end_contents()
         self._value_done()
@@ -944,14 +988,8 @@ class MapScanner:
             capture += b[lo : min(hi, lo + room)]
             if hi - lo > room:
                 string.overflow = True
-        if string.role is _Role.MAPPINGS and self._problem is None:
-            self._check_mappings(b[lo:hi], self._base + lo)
-
-    def _check_mappings(self, segment: bytes, offset: int) -> None:
-        bad = segment.translate(None, _MAPPING_ALPHABET)
-        if bad:
-            where = offset + segment.index(bad[:1])
-            self._note(f"`mappings` holds {bad[:1]!r}, not base64 VLQ", where)
+        if string.role is _Role.MAPPINGS and self._mappings is not None:
+            self._mappings.feed(b[lo:hi])
 
     def _string_done(
         self, role: _Role, raw: bytes, length: int, *, complete: bool, offset: int
@@ -965,8 +1003,8 @@ class MapScanner:
         stats = frame.stats if frame is not None else None
         if len(raw) > _CAPTURE_BYTES and role is not _Role.MAPPINGS:
             raw, complete = raw[:_CAPTURE_BYTES], False  # a long fast-path string
-        if role is _Role.MAPPINGS and raw and self._problem is None:
-            self._check_mappings(raw, offset + 1)
+        if role is _Role.MAPPINGS and self._mappings is not None:
+            self._end_mappings(self._mappings, raw, offset)
         if stats is not None:
             if role is _Role.CONTENT and stats.contents is not None:
                 stats.contents.add(frame.index if frame is not None else 0, length)
@@ -980,7 +1018,24 @@ class MapScanner:
                 stats.add_source(_decode_string(raw, complete, offset, self._note), index)
             elif role is _Role.SOURCE_ROOT:
                 stats.source_root = _decode_string(raw, complete, offset, self._note)
+            elif role is _Role.NAME:
+                stats.rules.add_names(1)
         self._value_done()
+
+    def _end_mappings(self, mappings: MappingsCheck, raw: bytes, offset: int) -> None:
+        """The `mappings` string at `offset` ended (`raw`: all of it, or b'' if streamed)."""
+        self._mappings = None
+        if raw:
+            mappings.feed(raw)
+        mappings.finish()
+        problem = mappings.problem
+        if problem is None:
+            return
+        position = mappings.error_position
+        if mappings.escaped:  # positions are of the decoded text: name the string
+            self._note(f"invalid `mappings`: {problem} (character {position})", offset)
+        else:
+            self._note(f"invalid `mappings`: {problem}", offset + 1 + position)
 
     def _key_done(self, frame: _Frame, raw: bytes, complete: bool, offset: int) -> None:
         key = _decode_string(raw, complete, offset, self._note) if complete else None
@@ -990,8 +1045,8 @@ class MapScanner:
             return
         if frame.role is _Role.MAP and frame.stats is not None and key in _MAP_KEYS:
             frame.stats.keys.add(key)
-        elif frame.role is _Role.SECTION and key in ("map", "url"):
-            frame.index += 1
+        elif frame.role is _Role.SECTION and key == "url" and frame.stats is not None:
+            frame.stats.rules.section_url()
 
     # ----------------------------------------------------------------- the end
 
@@ -1048,8 +1103,6 @@ def _merge(verdict: MapVerdict, stats: _MapStats) -> None:
     verdict.files += max(stats.last_sources_count, content_total)
     if "sections" not in stats.keys:
         verdict.maps += 1
-    if len(verdict.mappings_at) < _MAX_MAPPINGS_OFFSETS:
-        verdict.mappings_at.append(stats.mappings_at)
     if best is not None and best.embedded:
         verdict.embedded += best.embedded
         verdict.embedded_bytes += best.embedded_bytes
@@ -1121,7 +1174,7 @@ def _decode_string(
 
 
 class _MapCheck:
-    """A map scan plus, for small maps, a full validation by `json` and `sourcemap`."""
+    """A map scan plus, for small maps, a strict validation of the whole text by `json`."""
 
     def __init__(self) -> None:
         self.scanner = MapScanner()
@@ -1143,30 +1196,19 @@ class _MapCheck:
     def finish(self) -> MapVerdict:
         verdict = self.scanner.close()
         if verdict.problem is None and self._small is not None:
-            verdict.problem = _validate_small_map(bytes(self._small), verdict.mappings_at)
+            verdict.problem = _validate_small_map(bytes(self._small))
         return verdict
 
 
-def _validate_small_map(data: bytes, mappings_at: list[int | None]) -> str | None:
-    """Validate a small map completely: strict JSON, UTF-8, and its `mappings`.
+def _validate_small_map(data: bytes) -> str | None:
+    """Validate a small map's JSON strictly: escapes, control characters and UTF-8.
 
-    The streaming scanner does not validate escapes, control characters or UTF-8 inside
-    long strings, nor the VLQ arithmetic of `mappings`. For a small map, `json.loads`
-    covers the former and `sourcemap.loads` (sourcemap 0.2.1) the latter: it decodes every
-    segment, checks the VLQ continuation bits and that each segment points at an existing
-    source and name.
+    The streaming scanner checks the grammar outside strings and every ECMA-426 rule
+    (bot/engine/mapcheck.py), but not escapes, control characters or UTF-8 inside long
+    strings; for a map under SMALL_MAP_LIMIT, `json.loads` covers those too.
 
-    Why only small maps: `sourcemap.loads` reads the whole text, `json.loads` it, then
-    builds a Python object per mapping segment plus two indexes of them, in a Python loop:
-    about 1 s and hundreds of MB per MB of `mappings` (measured), so a 60 MB map would
-    cost minutes and gigabytes. Hence the map must be under SMALL_MAP_LIMIT and its
-    `mappings` under SOURCEMAP_MAPPINGS_LIMIT. Its other limits, worked around here:
-    it knows no index maps (`sections`: KeyError 'sources'), so each section's map is
-    validated on its own; it requires `names` and string `sources`, which the format
-    does not, so it is given a normalised copy; a character outside base64 beyond 'z'
-    raises IndexError and one below it silently decodes to garbage (the scanner's
-    alphabet check runs first); a negative position raises AttributeError, from an
-    `AssertionError.message` that Python 3 lacks.
+    (The `sourcemap` package once validated small maps' `mappings` here; mapcheck.py now
+    validates every map's `mappings` completely, streamed, so it is no longer used.)
     """
     skip = len(_BOM) if data.startswith(_BOM) else 0
     if data.startswith(_XSSI, skip):
@@ -1176,60 +1218,10 @@ def _validate_small_map(data: bytes, mappings_at: list[int | None]) -> str | Non
     except UnicodeDecodeError as exc:
         return f"not valid UTF-8 (byte {skip + exc.start})"
     try:
-        document = json.loads(text)
+        json.loads(text)
     except json.JSONDecodeError as exc:
         offset = skip + len(text[: exc.pos].encode("utf-8", "surrogatepass"))
         return f"not valid JSON: {exc.msg.removesuffix(' at')} (byte {offset})"
-    maps = list(_iter_maps(document))
-    offsets: list[int | None] = list(mappings_at)
-    if len(offsets) != len(maps):  # duplicate keys: the scanner saw other maps than json
-        offsets = [None] * len(maps)
-    for smap, at in zip(maps, offsets, strict=True):
-        problem = _validate_mappings(smap)
-        if problem is not None:
-            where = "" if at is None else f" (the string at byte {at})"
-            return f"invalid `mappings`{where}: {problem}"
-    return None
-
-
-def _iter_maps(document: Any) -> Iterator[dict[str, Any]]:
-    """The map objects of a parsed map, in the order the scanner closes them.
-
-    That is every section's `map` (recursively), then the map itself.
-    """
-    if not isinstance(document, dict):
-        return
-    sections = document.get("sections")
-    if isinstance(sections, list):
-        for section in sections:
-            if isinstance(section, dict):
-                yield from _iter_maps(section.get("map"))
-    yield document
-
-
-def _validate_mappings(smap: dict[str, Any]) -> str | None:
-    mappings = smap.get("mappings")
-    if not isinstance(mappings, str) or not mappings or len(mappings) > SOURCEMAP_MAPPINGS_LIMIT:
-        return None
-    sources = smap.get("sources")
-    names = smap.get("names")
-    normalised = {
-        "version": 3,
-        "sources": [s if isinstance(s, str) else "" for s in sources or []]
-        if isinstance(sources, list)
-        else [],
-        "names": [str(n) for n in names] if isinstance(names, list) else [],
-        "mappings": mappings,
-    }
-    try:
-        sourcemap.loads(json.dumps(normalised))
-    except sourcemap.SourceMapDecodeError as exc:
-        return str(exc)
-    except IndexError:
-        return "a character outside base64 VLQ"
-    except AttributeError:
-        # sourcemap 0.2.1 reports a negative position through `AssertionError.message`.
-        return "a segment has a negative position"
     return None
 
 

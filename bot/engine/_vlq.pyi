@@ -1,0 +1,5 @@
+from array import array
+
+STATE_SIZE: int
+
+def feed(state: array[int], data: bytes, /) -> None: ...
