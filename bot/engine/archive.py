@@ -21,12 +21,12 @@ import tarfile
 import tempfile
 import threading
 import time
-import zlib
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Literal, cast
 
+from bot.engine import inflate
 from bot.engine.model import ByteStream, Entry, EntryKind, Observation, Rule
 from bot.engine.policy import ArchiveLimits
 from bot.engine.streams import GzipStream, ReadAhead
@@ -78,9 +78,9 @@ TAR_SUFFIXES: dict[str, Compression | None] = {
 COMPRESSED_SUFFIXES: dict[str, Compression] = {".gz": "gz", ".bz2": "bz2", ".xz": "xz"}
 """A lone compressed file: a tar inside is walked, anything else is one member (the stem)."""
 
-_CORRUPT_ERRORS = (
+_CORRUPT_ERRORS: tuple[type[Exception], ...] = (
     tarfile.TarError,
-    zlib.error,
+    *inflate.ERRORS,  # zlib.error, and isal's IsalError
     lzma.LZMAError,
     EOFError,
     OSError,

@@ -30,6 +30,8 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Final, Protocol
 
+from bot.engine import inflate
+
 _EOCD: Final = struct.Struct("<4s4H2LH")
 _EOCD64_LOCATOR: Final = struct.Struct("<4sLQL")
 _EOCD64: Final = struct.Struct("<4sQ2H2L4Q")
@@ -384,10 +386,10 @@ class ZipMemberStream:
         self._crc = 0
         # zlib's decompressor bounds its output by leaving input unconsumed; bz2's and lzma's
         # keep the input and say when they need more.
-        self._zlib: zlib._Decompress | None = None
+        self._zlib: inflate.Decompressor | None = None
         self._other: _Decompressor | None = None
         if method == DEFLATED:
-            self._zlib = zlib.decompressobj(-15)
+            self._zlib = inflate.decompressobj(-15)  # ISA-L where installed (inflate.py)
         elif method == BZIP2:
             self._other = bz2.BZ2Decompressor()
         elif method == LZMA:
@@ -439,6 +441,11 @@ class ZipMemberStream:
             return out
         if self._zlib is not None:
             if not self._input:
+                # ISA-L may hold output back until it is called once more without input;
+                # zlib then returns nothing, and the checks below run as before.
+                out = self._zlib.decompress(b"", want)
+                if out or self._zlib.eof:
+                    return out
                 self._finish()
                 return b""
             out = self._zlib.decompress(self._input, want)
