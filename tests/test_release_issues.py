@@ -17,8 +17,11 @@ from bot.double.faults import Respond, ServerError, ServerErrorAfter
 from bot.double.routes import IMMUTABLE_STATE
 from bot.double.server import GitHubDouble
 from bot.double.state import Release, Repository
+from bot.engine.policy import OnFailure
 from bot.events import route
 from bot.github import GitHubApp
+from bot.handlers.release_blocking import Blocker, Failing
+from bot.handlers.release_info import get_release
 from bot.handlers.release_issues import MARKER
 from bot.handlers.releases import ReleaseChecks
 from bot.jobs import RetryLater
@@ -391,3 +394,57 @@ async def test_a_release_deleted_between_attempts_completes_the_check_run(
     check = the_check_run(repo)
     assert (check.status, check.conclusion) == ("completed", "neutral")
     assert check.output["title"] == "Release deleted"
+
+
+@pytest.mark.asyncio
+async def test_issues_turned_off_are_said_in_the_check_run(
+    ghdouble: GitHubDouble, github_app: GitHubApp
+) -> None:
+    repo, release = immutable_release(ghdouble)
+    # GitHub answers 410 when the repository has issues turned off.
+    ghdouble.faults.add(
+        "GET", ISSUES, Respond(410, {"message": "Issues are disabled for this repo"})
+    )
+    _, ctx = await run_job(github_app, repo, release)
+    assert not repo.issues and not ghdouble.requests_to("POST", ISSUES)
+    check = the_check_run(repo)
+    assert check.conclusion == "failure"
+    summary = check.output["summary"]
+    assert "release-guard could not open an issue about it (" in summary
+    assert "Issues are disabled for this repo" in summary
+    assert "is public and immutable" in summary
+    assert "Issues are disabled" in ctx.events("issue")[0][0]
+
+
+@pytest.mark.asyncio
+async def test_a_404_on_the_draft_edit_is_reported_never_claimed(
+    ghdouble: GitHubDouble, github_app: GitHubApp
+) -> None:
+    repo, release = published(ghdouble, LEAKY_TGZ)
+    ghdouble.faults.add("PATCH", RELEASE, Respond(404, {"message": "Not Found"}))
+    _, ctx = await run_job(github_app, repo, release)
+    assert release.draft is False
+    summary = the_check_run(repo).output["summary"]
+    assert "could not move it back to draft" in summary
+    assert "moved back to draft**" not in summary
+    assert ctx.events("blocking")[0][1]["action"] == "failed"
+    assert len(repo.issues) == 1  # it stays public: the maintainers are told in an issue
+
+
+@pytest.mark.asyncio
+async def test_a_release_deleted_while_its_job_ran_is_left_deleted(
+    ghdouble: GitHubDouble, github_app: GitHubApp
+) -> None:
+    repo, release = immutable_release(ghdouble)
+    gh = await github_app.installation(repo.installation_id)
+    seen = await get_release(gh, repo.full_name, release.id)  # what the job read at its start
+    assert seen is not None and seen.immutable
+    del repo.releases[release.id]  # deleted by a maintainer during the scan
+    ctx = FakeContext()
+    job = job_from("release", release_payload(repo, release, "published"))
+    blocked = await Blocker(gh, job, ctx, creator="release-guard[bot]").block(
+        seen, OnFailure.DRAFT, Failing(why="its assets have 1 error-level finding", findings="-")
+    )
+    assert "it has been deleted since" in blocked.lead
+    assert not repo.issues and not ghdouble.requests_to("PATCH", RELEASE)
+    assert ctx.events("blocking")[0][1]["action"] == "none"
