@@ -17,6 +17,7 @@ from pathlib import Path
 import pytest
 
 from bot.checks import output
+from bot.config import load_policy
 from bot.engine.archive import ArtifactWalk
 from bot.engine.filerules import DenyList
 from bot.engine.mapdeep import DeepValue
@@ -33,7 +34,7 @@ from bot.engine.policy import ArchiveLimits, Policy
 from bot.engine.scan import MAX_FINDINGS_PER_RULE, apply_policy, scan_path
 from bot.engine.sourcemaps import check_code_stream, check_map_stream
 from bot.engine.zipread import ZipDirectory, ZipFormatError, ZipLimits, decode_name
-from bot.errors import LimitReached
+from bot.errors import ConfigError, LimitReached
 from bot.report.json_report import json_text
 from tests import hostile
 from tests.hostile import ZipMember, leaky_map
@@ -402,3 +403,15 @@ def test_cancelling_a_worker_scan_waits_for_it_to_remove_its_files(
         assert list(spool.iterdir()) == []  # already gone when the cancellation arrives
 
     asyncio.run(scenario())
+
+
+def test_the_new_limits_are_configurable_within_their_ceilings() -> None:
+    policy = load_policy(
+        "limits:\n  max_path_length: 1024\n  max_directory_size: 8MiB\n", path="rg.yml"
+    )
+    assert policy.limits.max_path_length == 1024
+    assert policy.limits.max_directory_size == 8 << 20
+    with pytest.raises(ConfigError, match="above the ceiling"):
+        load_policy("limits:\n  max_path_length: 70000\n", path="rg.yml")
+    with pytest.raises(ConfigError, match="above the ceiling"):
+        load_policy("limits:\n  max_directory_size: 2GiB\n", path="rg.yml")

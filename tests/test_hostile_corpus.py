@@ -60,9 +60,6 @@ EXPECTED: dict[str, set[str]] = {
 }
 """The rules each case must raise at error level."""
 
-ALL_FORMATS = {"zip-unsafe-cjk", "zip-long-unsafe"}
-"""Cases whose reports are big: every renderer is run on them, not only JSON."""
-
 
 @dataclass
 class Run:
@@ -195,8 +192,15 @@ def test_a_hostile_case_fails_closed_within_budget(name: str, corpus: Path, tmp_
         assert max(per_rule.values()) <= MAX_FINDINGS_PER_RULE + 1
 
 
-@pytest.mark.parametrize("fmt", ["sarif", "text", "github"])
-@pytest.mark.parametrize("name", sorted(ALL_FORMATS))
+@pytest.mark.parametrize(
+    ("name", "fmt"),
+    [
+        ("zip-long-unsafe", "sarif"),
+        ("zip-long-unsafe", "text"),
+        ("zip-long-unsafe", "github"),
+        ("zip-unsafe-cjk", "sarif"),  # the biggest report (its text is as long as its JSON)
+    ],
+)
 def test_every_renderer_stays_within_budget(
     name: str, fmt: str, corpus: Path, tmp_path: Path
 ) -> None:

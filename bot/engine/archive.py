@@ -75,6 +75,7 @@ TAR_SUFFIXES: dict[str, Compression | None] = {
     ".txz": "xz",
     ".tar.xz": "xz",
 }
+_TAR_SUFFIXES_LONGEST_FIRST = tuple(sorted(TAR_SUFFIXES, key=len, reverse=True))
 COMPRESSED_SUFFIXES: dict[str, Compression] = {".gz": "gz", ".bz2": "bz2", ".xz": "xz"}
 """A lone compressed file: a tar inside is walked, anything else is one member (the stem)."""
 
@@ -179,7 +180,7 @@ def archive_kind(name: str) -> tuple[str, Compression | None] | None:
     lowered = name.lower()
     if lowered.endswith(ZIP_SUFFIXES):
         return "zip", None
-    for suffix in sorted(TAR_SUFFIXES, key=len, reverse=True):
+    for suffix in _TAR_SUFFIXES_LONGEST_FIRST:
         if lowered.endswith(suffix):
             return "tar", TAR_SUFFIXES[suffix]
     for suffix, compression in COMPRESSED_SUFFIXES.items():
