@@ -415,3 +415,16 @@ def test_the_new_limits_are_configurable_within_their_ceilings() -> None:
         load_policy("limits:\n  max_path_length: 70000\n", path="rg.yml")
     with pytest.raises(ConfigError, match="above the ceiling"):
         load_policy("limits:\n  max_directory_size: 2GiB\n", path="rg.yml")
+
+
+def test_past_its_depth_cap_a_deep_value_gives_up_and_holds_no_more(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from bot.engine import mapdeep
+
+    monkeypatch.setattr(mapdeep, "MAX_DEEP_LEVELS", 100)
+    deep = DeepValue()
+    data = b"[" * 1000 + b'{"sourcesContent":["x"]}' + b"]" * 1000 + b"tail"
+    assert deep.feed(data, 0) == data.index(b"tail")
+    assert deep.gave_up
+    assert len(deep._levels) == 0

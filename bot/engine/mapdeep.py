@@ -38,6 +38,7 @@ class DeepValue:
 
     def __init__(self) -> None:
         self._levels = bytearray()
+        self._uncounted = 0  # levels open past MAX_DEEP_LEVELS
         self._in_string = False
         self._escape = False
         self._string_length = 0
@@ -65,7 +66,11 @@ class DeepValue:
                 i += 1
             elif c in (_OBJECT, _ARRAY):
                 if len(self._levels) >= MAX_DEEP_LEVELS:
+                    # Deeper levels are only counted: what they hold is not looked at.
                     self.gave_up = True
+                    self._uncounted += 1
+                    i += 1
+                    continue
                 kind = c
                 if c == _ARRAY and self._after_colon and self._last_key == _CONTENTS:
                     kind = _CONTENTS_ARRAY
@@ -74,6 +79,10 @@ class DeepValue:
                 self._after_colon = False
                 i += 1
             elif c in (0x7D, 0x5D):
+                if self._uncounted:
+                    self._uncounted -= 1
+                    i += 1
+                    continue
                 if self._levels:
                     self._levels.pop()
                 self._after_colon = False

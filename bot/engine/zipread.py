@@ -92,10 +92,6 @@ class ZipLimits:
     max_name_bytes: int
 
 
-class _Reader(Protocol):
-    def __call__(self, size: int, offset: int, /) -> bytes: ...
-
-
 def decode_name(raw: bytes, flags: int) -> tuple[str, str | None]:
     """Decode a zip name as `zipfile` does, and say why extractors may read it differently.
 
