@@ -417,7 +417,13 @@ async def _metrics_server(metrics: Metrics, host: str, port: int | None) -> Asyn
     app = web.Application()
     app.router.add_get("/metrics", metrics.handle)
     app.router.add_get("/healthz", healthz)
-    runner = web.AppRunner(app, handle_signals=False, access_log=None, shutdown_timeout=2.0)
+    runner = web.AppRunner(
+        app,
+        handle_signals=False,
+        access_log=None,
+        shutdown_timeout=2.0,
+        **WebLimits().server_options(),  # the same header timeout as `serve`
+    )
     await runner.setup()
     try:
         try:
