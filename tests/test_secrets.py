@@ -259,6 +259,34 @@ def test_the_fallback_prefilter_gives_the_same_findings(
     assert len(fast) == 2 * len(SAMPLES)
 
 
+def test_counted_example_values_stay_notices(tmp_path: Path) -> None:
+    """Past the per-file and per-artifact caps the rest is counted: as a notice when every
+    counted value is a documented example or placeholder, as an error when one is live."""
+    [aws] = [s for s in SAMPLES if s.rule is Rule.SECRET_AWS]
+    examples = ("\n\n".join([aws.notice] * 60) + "\n").encode()
+    many_files = [Member(f"package/docs/{i}.md", aws.notice.encode()) for i in range(210)]
+    path = _tgz(tmp_path, [Member("package/docs/all.md", examples), *many_files])
+    artifact = scan_path(path, policy=Policy())
+    secrets = [f for f in artifact.findings if f.rule.is_secret]
+    assert secrets and {f.severity for f in secrets} == {Severity.NOTICE}
+    assert any("more secrets/aws-access-key findings in this file" in f.message for f in secrets)
+    assert any("in this artifact, not listed" in f.message for f in secrets)
+    live = ("\n\n".join([aws.notice] * 55 + [aws.secret]) + "\n").encode()
+    path = _tgz(tmp_path, [Member("package/docs/all.md", live)], name="live.tgz")
+    [counted] = [f for f in scan_path(path, policy=Policy()).findings if "more" in f.message]
+    assert counted.severity is Severity.ERROR
+
+
+def test_a_live_key_next_to_the_documented_example_is_an_error(tmp_path: Path) -> None:
+    """Pairing prefers a live secret key: AWS's example id cannot launder a real key."""
+    [aws] = [s for s in SAMPLES if s.rule is Rule.SECRET_AWS]
+    live_secret = raw_values(aws)[1]
+    text = f"{aws.notice}\nsecondary_secret = {live_secret}\n"
+    path = _tgz(tmp_path, [Member("package/creds.txt", text.encode())])
+    [(rule, severity, _, line, _)] = _secret_findings(path)
+    assert (rule, severity, line) == ("secrets/aws-access-key", "error", 1)
+
+
 # --------------------------------------------------------------------------- policy
 
 

@@ -39,6 +39,7 @@ from bot.engine.sourcemaps import (
 from bot.errors import InputError, LimitReached
 
 MAX_FINDINGS_PER_RULE = 200
+_RANK = {Severity.NOTICE: 1, Severity.WARNING: 2, Severity.ERROR: 3}
 """Observations of one rule kept per artifact; the rest are counted in one more, so that no
 report (JSON, SARIF, text, check run) grows without bound whatever the artifact holds."""
 
@@ -65,14 +66,31 @@ class _Observations:
         self.kept: list[Observation] = []
         self._counts: dict[Rule, int] = {}
         self._dropped_fail_closed: set[Rule] = set()
+        self._dropped_uncapped: set[Rule] = set()
+        self._dropped_ceiling: dict[Rule, Severity] = {}
 
     def append(self, observation: Observation) -> None:
         count = self._counts.get(observation.rule, 0) + 1
         self._counts[observation.rule] = count
         if count <= self._cap:
             self.kept.append(observation)
-        elif observation.fail_closed:
+            return
+        if observation.fail_closed:
             self._dropped_fail_closed.add(observation.rule)
+        ceiling = observation.ceiling
+        if ceiling is None:
+            self._dropped_uncapped.add(observation.rule)
+        else:
+            known = self._dropped_ceiling.get(observation.rule)
+            if known is None or _RANK[ceiling] > _RANK[known]:
+                self._dropped_ceiling[observation.rule] = ceiling
+
+    def _summary_ceiling(self, rule: Rule) -> Severity | None:
+        """The count of dropped observations is no more severe than the worst of them (200
+        more documented example keys are notices, not an error)."""
+        if rule in self._dropped_uncapped:
+            return None
+        return self._dropped_ceiling.get(rule)
 
     def extend(self, observations: Iterable[Observation]) -> None:
         for observation in observations:
@@ -92,6 +110,7 @@ class _Observations:
                             f"{more:,} more {rule.value} findings in this artifact, not listed "
                             f"(a report lists {self._cap} per rule and artifact)."
                         ),
+                        ceiling=self._summary_ceiling(rule),
                         fail_closed=rule in self._dropped_fail_closed,
                     )
                 )
@@ -349,9 +368,6 @@ def _judge_references(collected: _ArtifactScan) -> list[Observation]:
             )
         )
     return observations
-
-
-_RANK = {Severity.NOTICE: 1, Severity.WARNING: 2, Severity.ERROR: 3}
 
 
 def apply_policy(observations: list[Observation], policy: Policy) -> list[Finding]:

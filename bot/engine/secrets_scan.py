@@ -217,18 +217,23 @@ def _match_format(secret_format: SecretFormat, buf: bytes, hit: int) -> Iterable
 
 
 def _aws_secret_near(buf: bytes, start: int, end: int) -> bytes | None:
-    """The secret access key closest to the key id at `buf[start:end]`, or None."""
+    """The secret access key that goes with the key id at `buf[start:end]`, or None.
+
+    The closest live one (not a documented example or placeholder) is preferred, so a real
+    key written next to AWS's example pair is never paired with the example and let off.
+    """
     lo, hi = max(0, start - AWS_PAIR_WINDOW), min(len(buf), end + AWS_PAIR_WINDOW)
-    best: tuple[int, bytes] | None = None
+    best: tuple[bool, int, bytes] | None = None
     for found in AWS_SECRET.finditer(buf, lo, hi):
         value = found.group("value").replace(b"\\/", b"/")
         # Real keys are random base64: both cases occur; a 40-digit hex SHA-1 has one case.
         if not (any(97 <= c <= 122 for c in value) and any(65 <= c <= 90 for c in value)):
             continue
         distance = min(abs(found.start() - end), abs(start - found.end()))
-        if best is None or distance < best[0]:
-            best = (distance, value)
-    return None if best is None else best[1]
+        candidate = (classify(value) is not None, distance, value)
+        if best is None or candidate[:2] < best[:2]:
+            best = candidate
+    return None if best is None else best[2]
 
 
 def _pem_body(buf: bytes, end: int) -> tuple[bytes, bool]:
@@ -318,7 +323,7 @@ def _verify(
             start,
             value=value,
             identity=value + b":" + secret,
-            random_part=random_part + secret,
+            random_part=secret,  # the id is not a secret: the key decides
             detail=" with a secret access key next to it",
         )
     checksum = secret_format.valid
@@ -337,9 +342,7 @@ def describe(match: SecretMatch) -> tuple[str, Severity | None]:
     else:
         shown = mask(value, secret_format.shown)
     why = classify(match.random_part)
-    if secret_format.rule is Rule.SECRET_AWS and any(
-        part in AWS_DOCUMENTED_EXAMPLES for part in match.identity.split(b":")
-    ):
+    if match.random_part in AWS_DOCUMENTED_EXAMPLES:
         why = "a documented example value"
     head = f"{secret_format.title} {shown}{match.detail}, fingerprint {fingerprint(match.identity)}"
     if why is not None:
@@ -391,6 +394,7 @@ class SecretScanner:
     _fresh: int = 0
     _line_base: int = 1
     _overflow: dict[Rule, int] = field(default_factory=dict)
+    _overflow_live: set[Rule] = field(default_factory=set)
     _listed: int = 0
     _candidates: int = 0
     _stopped_line: int | None = None
@@ -449,7 +453,11 @@ class SecretScanner:
                 f"{count} more {rule.value} finding{'s' if count != 1 else ''} in this file "
                 f"are not listed (at most {MAX_FINDINGS_PER_FILE} per file){self.where}."
             )
-            self.observations.append(Observation(rule, self.path, message, self.line))
+            # Only live secrets among them make the count more than a notice.
+            ceiling = None if rule in self._overflow_live else Severity.NOTICE
+            self.observations.append(
+                Observation(rule, self.path, message, self.line, ceiling=ceiling)
+            )
         self._overflow = {}
         if self._stopped_line is not None:
             message = (
@@ -472,11 +480,13 @@ class SecretScanner:
             if fingerprint(match.identity) in self.allow:
                 continue
             rule = match.secret_format.rule
+            message, ceiling = describe(match)
             if self._listed >= MAX_FINDINGS_PER_FILE:
                 self._overflow[rule] = self._overflow.get(rule, 0) + 1
+                if ceiling is None:
+                    self._overflow_live.add(rule)
                 continue
             self._listed += 1
-            message, ceiling = describe(match)
             self.observations.append(
                 Observation(
                     rule,
