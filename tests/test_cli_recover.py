@@ -74,7 +74,12 @@ async def database_state(data_dir: Path) -> dict[str, Any]:
         return {
             "mark": await store.recovery_mark(),
             "redeliveries": await store.execute("SELECT guid, requests FROM redeliveries"),
-            "audit": await store.execute("SELECT stage, delivery_id FROM audit_events"),
+            "audit": await store.execute(
+                "SELECT stage, delivery_id FROM audit_events WHERE delivery_id IS NOT NULL"
+            ),
+            "summaries": await store.execute(
+                "SELECT count(*) FROM audit_events WHERE stage = 'recovery_sweep'"
+            ),
         }
     finally:
         await store.close()
@@ -112,6 +117,7 @@ async def test_dry_run_lists_and_changes_nothing_then_recover_does_it(
     assert sorted(after["redeliveries"]) == sorted((guid, 1) for guid in guids)
     assert sorted(after["audit"]) == sorted(("redelivery_requested", guid) for guid in guids)
     assert after["mark"] is None  # a manual run leaves the periodic sweep's mark alone
+    assert after["summaries"] == [(1,)]
 
     again = await recover(env, tmp_path)  # asked a moment ago: not asked twice
     assert again.returncode == 0 and "0 redelivery requested" in again.stdout

@@ -91,7 +91,11 @@ async def test_a_cancelled_waiter_leaves_no_lock_and_no_connection_behind(
         with pytest.raises(asyncio.CancelledError):
             await waiter
     # Nobody holds it now: the cancelled waiter never got it, the holder let it go.
-    rows = await second.execute("SELECT count(*) FROM pg_locks WHERE locktype = 'advisory'")
+    # This database's locks only: other databases on the server (other test runs) have theirs.
+    rows = await second.execute(
+        "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND database ="
+        " (SELECT oid FROM pg_database WHERE datname = current_database())"
+    )
     assert rows == [(0,)]
     stats = second.pool.get_stats()
     assert stats.get("pool_size", 0) - stats.get("pool_available", 0) == 0

@@ -357,11 +357,24 @@ async def test_a_guid_that_keeps_failing_is_asked_for_three_times_in_all(
     finally:
         await store.close()
     assert counts == [1, 1, 1, 0, 0, 0]
+    assert ("recovery_sweep",) in await _stages_of(tmp_path / "clocked.sqlite3")
     assert len(ghdouble.hooks.redeliveries_of(guid)) == 3
     assert report.given_up and report.given_up[0].guid == guid
 
 
 # -- bad input and faults -----------------------------------------------------------------------
+
+
+async def _stages_of(path: Path) -> list[tuple[str]]:
+    store = SqliteStore(path)
+    await store.open()
+    try:
+        rows = await store.execute(
+            "SELECT stage FROM audit_events WHERE message LIKE '%not asked again%'"
+        )
+        return [(str(row[0]),) for row in rows]
+    finally:
+        await store.close()
 
 
 async def test_malformed_entries_are_skipped_and_said(
@@ -392,6 +405,10 @@ async def test_malformed_entries_are_skipped_and_said(
     assert report.malformed == 3 and [c.guid for c in report.requested] == [good]
     messages = " ".join(r.getMessage() for r in caplog.records)
     assert "has no guid" in messages and "future" in messages
+    [(summary,)] = await store.execute(
+        "SELECT message FROM audit_events WHERE stage = 'recovery_sweep'"
+    )
+    assert "3 unreadable entr(ies) skipped" in summary
 
 
 @pytest.mark.parametrize(
@@ -419,7 +436,7 @@ async def test_a_refused_redelivery_is_audited_counted_and_tried_a_later_sweep(
     rows = await store.execute(
         "SELECT stage, delivery_id FROM audit_events WHERE job_id IS NULL ORDER BY id"
     )
-    assert rows == [("redelivery_failed", guid)]
+    assert rows == [("redelivery_failed", guid), ("recovery_sweep", None)]
     text = metrics.render().decode()
     assert 'release_guard_redeliveries_total{outcome="failed"} 1.0' in text
     assert 'release_guard_recovery_sweeps_total{outcome="partial"} 1.0' in text

@@ -280,6 +280,7 @@ class Recovery:
             report.complete = False
         if report.complete and since is None and listing.newest is not None:
             await self.ledger.set_recovery_mark(min(listing.newest, now))
+        await self._audit_sweep(report)
         log.info(
             "recovery sweep: %d attempts read, %d redelivery request(s), %d failed%s",
             report.seen,
@@ -287,6 +288,47 @@ class Recovery:
             len(report.failed),
             "" if report.complete else "; the rest next time",
             extra={"outcome": report.outcome},
+        )
+
+    async def _audit_sweep(self, report: SweepReport) -> None:
+        """One audit line for a sweep that did or skipped something (quiet sweeps write none):
+        what it read, asked for, left for later, and what it could not use."""
+        notable = (
+            (report.requested or report.failed or report.given_up or report.malformed)
+            or report.deferred
+            or not report.complete
+        )
+        if not notable:
+            return
+        parts = [f"read {report.seen} delivery attempt(s)"]
+        parts.append(f"asked for {len(report.requested)} redelivery(ies)")
+        if report.failed:
+            parts.append(f"{len(report.failed)} refused")
+        if report.deferred:
+            parts.append(f"{report.deferred} left for the next sweep (bound)")
+        if report.malformed:
+            parts.append(f"{report.malformed} unreadable entr(ies) skipped")
+        if report.given_up:
+            parts.append(
+                f"{len(report.given_up)} still failing after {self.options.max_requests} "
+                "redeliveries, not asked again"
+            )
+        if not report.complete and not report.deferred:
+            parts.append("the rest next time")
+        await self.ledger.audit(
+            None,
+            "recovery_sweep",
+            "; ".join(parts),
+            {
+                "outcome": report.outcome,
+                "seen": report.seen,
+                "requested": len(report.requested),
+                "failed": len(report.failed),
+                "deferred": report.deferred,
+                "malformed": report.malformed,
+                "waiting": report.waiting,
+                "given_up": [c.guid for c in report.given_up][:50],
+            },
         )
 
     async def _list(self, mark: float | None, since: float | None) -> _Listing:
