@@ -316,10 +316,10 @@ def _tar_long_pax_path(path: Path) -> None:
 
 
 def _zip_long_name(path: Path) -> None:
-    """One entry whose name is 65,535 bytes long."""
-    name = b"a/" * 32_765 + b"x/.env"
-    name = name[: 0xFFFF - 5] + b".env" if len(name) > 0xFFFF else name
-    _write_zip(path, [ZipMember(name.ljust(0xFFFF, b"e")[:0xFFFF], b"TOKEN=hunter2\n")])
+    """One entry whose name is 65,535 bytes long: 32,765 folders, then `.env`."""
+    name = b"a/" * 32_764 + b"bb/" + b".env"
+    assert len(name) == 0xFFFF
+    _write_zip(path, [ZipMember(name, b"TOKEN=hunter2\n")])
 
 
 def _zip_million_entries(path: Path) -> None:

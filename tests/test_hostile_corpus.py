@@ -222,3 +222,18 @@ def test_a_signal_while_spooling_leaves_nothing_behind(
     run = _scan(path, tmpdir, "--format", "json", signal_when_spooling=signum)
     _check_budget(run, tmpdir, f"zip-nested-big ({signal.Signals(signum).name})")
     assert run.code == 128 + signum
+
+
+def test_a_long_name_allowed_by_the_config_is_judged_in_linear_time(
+    corpus: Path, tmp_path: Path
+) -> None:
+    """With `max_path_length` at its ceiling the 65,535-byte name reaches the deny list (it
+    once took 217 s there: the folder search was quadratic in the path's length)."""
+    path = hostile.build("zip-long-name", corpus)
+    config = tmp_path / "release-guard.yml"
+    config.write_text("limits:\n  max_path_length: 65535\n")
+    tmpdir = tmp_path / "tmp"
+    run = _scan(path, tmpdir, "--format", "json", "--config", str(config))
+    _check_budget(run, tmpdir, "zip-long-name (max_path_length 65535)")
+    assert run.code == 1
+    assert "files/forbidden" in _error_rules(run)
