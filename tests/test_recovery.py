@@ -498,6 +498,27 @@ async def test_dry_run_changes_nothing(
     assert await store.execute("SELECT count(*) FROM audit_events") == [(0,)]
 
 
+async def test_a_page_that_is_not_a_list_is_bounded_work_and_a_few_log_lines(
+    ghdouble: GitHubDouble,
+    store: SqliteStore,
+    session: Any,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    ghdouble.faults.add("GET", LISTED, Respond(200, {"unexpected": "shape", "n": [1] * 50}))
+    with caplog.at_level(logging.WARNING):
+        report = await recovery_for(ghdouble, store, session=session).sweep()
+    assert report.requested == [] and report.malformed == report.seen == 2
+    skipped = [r for r in caplog.records if "skipped a listed delivery" in r.getMessage()]
+    assert len(skipped) == 2
+    ghdouble.faults.add("GET", LISTED, Respond(200, [{"id": n} for n in range(1, 40)]))
+    with caplog.at_level(logging.WARNING):
+        caplog.clear()
+        report = await recovery_for(ghdouble, store, session=session).sweep()
+    assert report.malformed == 39 and report.requested == []
+    skipped = [r for r in caplog.records if "skipped a listed delivery" in r.getMessage()]
+    assert len(skipped) == 5  # the rest are counted in the sweep's audit line
+
+
 async def test_the_sweep_is_off_when_asked() -> None:
     assert parse_interval("off") is None and parse_interval("0") is None
     assert parse_interval(None) == 300.0 and parse_interval("60") == 60.0

@@ -73,6 +73,7 @@ MIN_INTERVAL: Final = 30.0
 MAX_INTERVAL: Final = 86_400.0
 MARGIN: Final = 300.0  # seconds before the mark still read: attempts listed out of order
 CLOCK_SKEW_WARNING: Final = 300.0
+MALFORMED_LOGGED: Final = 5  # unreadable entries logged one by one per sweep, at most
 
 
 @dataclass(frozen=True, slots=True)
@@ -340,7 +341,8 @@ class Recovery:
             listing.seen += 1
             if isinstance(entry, Malformed):
                 listing.malformed += 1
-                log.warning("recovery sweep: skipped a listed delivery: %s", entry.reason)
+                if listing.malformed <= MALFORMED_LOGGED:  # the sweep's audit line counts all
+                    log.warning("recovery sweep: skipped a listed delivery: %s", entry.reason)
             else:
                 if floor is None:
                     listing.newest = entry.delivered_at
