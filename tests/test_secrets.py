@@ -128,6 +128,26 @@ def test_every_split_across_chunks_is_found_once(sample: Sample, lines: int) -> 
             assert found[0].line == prefix.count(b"\n") + 1
 
 
+@pytest.mark.parametrize("defer", [0, 4096, 8 << 20])
+def test_lines_are_right_whether_their_count_waits_or_not(
+    monkeypatch: pytest.MonkeyPatch, defer: int
+) -> None:
+    """Newlines may be counted late (only when a finding needs them) within a bound."""
+    monkeypatch.setattr(secrets_scan, "DEFER_LINES", defer)
+    rng = random.Random(17)
+    first, second = checksummed("ghp_", rng), checksummed("npm_", rng)
+    block = b"line\n" * 3000
+    data = block + first.encode() + b"\n" + block * 3 + second.encode() + b"\n" + block
+    scanner = SecretScanner("f.js")
+    start, sizes = 0, [5000, 20000, 3000]  # joined and direct chunks alike
+    while start < len(data):
+        size = sizes[start % 3]
+        scanner.feed(data[start : start + size])
+        start += size
+    lines = [o.line for o in scanner.close()]
+    assert lines == [3001, 3001 + 1 + 9000]
+
+
 def test_one_byte_chunks_find_what_one_chunk_finds() -> None:
     data = "\n".join(f"x{i} = '{s.secret}';" for i, s in enumerate(SAMPLES)).encode()
     whole, bytewise = SecretScanner("f"), SecretScanner("f")

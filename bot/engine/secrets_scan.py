@@ -24,6 +24,7 @@ from __future__ import annotations
 import hashlib
 import itertools
 import re
+from collections import deque
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Final
@@ -48,6 +49,9 @@ TAIL: Final = 1024
 
 CONTEXT: Final = 1024
 """Bytes kept before the held tail, for look-behind boundaries and AWS key pairs."""
+
+DEFER_LINES: Final = 8 << 20
+"""Bytes of a file whose newlines may wait to be counted until a finding needs its line."""
 
 _DIRECT: Final = 2 * (CONTEXT + TAIL)
 """Chunks at least this long are searched in place (see `SecretScanner._feed_direct`)."""
@@ -393,6 +397,8 @@ class SecretScanner:
     _hold: bytes = b""
     _fresh: int = 0
     _line_base: int = 1
+    _uncounted: deque[tuple[bytes, int]] = field(default_factory=deque)
+    _uncounted_bytes: int = 0
     _overflow: dict[Rule, int] = field(default_factory=dict)
     _overflow_live: set[Rule] = field(default_factory=set)
     _listed: int = 0
@@ -414,7 +420,7 @@ class SecretScanner:
         if limit <= self._fresh:
             self._hold = buf
             return
-        self._scan(buf, self._fresh, limit, self._line_base)
+        self._scan(buf, self._fresh, limit)
         keep = max(0, limit - CONTEXT)
         self._advance(buf, keep)
         self._hold = buf[keep:]
@@ -430,23 +436,41 @@ class SecretScanner:
         """
         hold = self._hold
         junction = hold + chunk[: CONTEXT + TAIL]
-        self._scan(junction, self._fresh, len(hold) + CONTEXT, self._line_base)
+        self._scan(junction, self._fresh, len(hold) + CONTEXT)
         self._advance(hold, len(hold))
-        self._scan(chunk, CONTEXT, len(chunk) - TAIL, self._line_base)
+        self._scan(chunk, CONTEXT, len(chunk) - TAIL)
         keep = len(chunk) - TAIL - CONTEXT
         self._advance(chunk, keep)
         self._hold = chunk[keep:]
         self._fresh = CONTEXT
 
     def _advance(self, buf: bytes, end: int) -> None:
-        """`buf[:end]` is done with: count its lines."""
-        if self.line is None:
-            self._line_base += count_newlines(buf, 0, end)
+        """`buf[:end]` is done with: its lines are counted, later if it can wait.
+
+        Lines matter only for a finding, and most files have none: up to `DEFER_LINES`
+        bytes are kept uncounted (references to chunks already in memory) and counted only
+        when a finding needs its line or when they would exceed that bound.
+        """
+        if self.line is None and end > 0:
+            self._uncounted.append((buf, end))
+            self._uncounted_bytes += end
+            while self._uncounted_bytes > DEFER_LINES:
+                old, old_end = self._uncounted.popleft()
+                self._uncounted_bytes -= old_end
+                self._line_base += count_newlines(old, 0, old_end)
+
+    def _line_at_start(self) -> int:
+        """The line of the first byte not yet advanced past (counting what was deferred)."""
+        while self._uncounted:
+            old, old_end = self._uncounted.popleft()
+            self._line_base += count_newlines(old, 0, old_end)
+        self._uncounted_bytes = 0
+        return self._line_base
 
     def close(self) -> list[Observation]:
         buf, self._hold = self._hold, b""
         if len(buf) > self._fresh:
-            self._scan(buf, self._fresh, len(buf), self._line_base)
+            self._scan(buf, self._fresh, len(buf))
         self._fresh = 0
         for rule, count in self._overflow.items():
             message = (
@@ -470,8 +494,9 @@ class SecretScanner:
             )
         return self.observations
 
-    def _scan(self, buf: bytes, lo: int, hi: int, line_base: int) -> None:
-        """Report the secrets starting in `buf[lo:hi]`; `buf[0]` is on line `line_base`."""
+    def _scan(self, buf: bytes, lo: int, hi: int) -> None:
+        """Report the secrets starting in `buf[lo:hi]` (`buf[0]` is the first byte not yet
+        advanced past)."""
         if self._stopped_line is not None:
             return
         found = find_secrets(buf, lo, hi, MAX_CANDIDATES_PER_FILE - self._candidates)
@@ -492,17 +517,17 @@ class SecretScanner:
                     rule,
                     self.path,
                     message + self.where,
-                    self._line_of(buf, match.start, line_base),
+                    self._line_of(buf, match.start),
                     ceiling=ceiling,
                 )
             )
         if found.stopped_at is not None:
-            self._stopped_line = self._line_of(buf, found.stopped_at, line_base)
+            self._stopped_line = self._line_of(buf, found.stopped_at)
 
-    def _line_of(self, buf: bytes, position: int, line_base: int) -> int | None:
+    def _line_of(self, buf: bytes, position: int) -> int | None:
         if self.line is not None:
             return self.line
-        return line_base + count_newlines(buf, 0, position)
+        return self._line_at_start() + count_newlines(buf, 0, position)
 
 
 # --------------------------------------------------------------------------- last guard
