@@ -137,6 +137,90 @@ static void run(int64_t *s, const uint8_t *p, Py_ssize_t n)
     }
 }
 
+/*
+ * The same state machine, optimistic and with few branches: most maps are valid, and the
+ * exact loop above spends most of its time on mispredicted branches (is this digit the last
+ * of its VLQ? which field is it?). This pass only commits its result when the whole piece
+ * was valid; on anything else (a problem, a VLQ of 7 digits or more) it returns 0 with the
+ * state untouched and `run` replays the piece exactly. The checks the exact loop makes when
+ * a field completes are made here when its segment ends, or at the end of the piece for a
+ * segment still open: a field does not change once complete, so both see the same values.
+ */
+static int run_fast(int64_t *s, const uint8_t *p, Py_ssize_t n)
+{
+    int64_t u = s[S_U], shift = s[S_SHIFT], digits = s[S_DIGITS], fields = s[S_FIELDS];
+    int64_t after_comma = s[S_AFTER_COMMA], line = s[S_LINE];
+    int64_t f[8] = {s[S_COLUMN], s[S_SOURCE], s[S_ORIGINAL_LINE], s[S_ORIGINAL_COLUMN],
+                    s[S_NAME], 0, 0, 0};
+    int64_t max_source = s[S_MAX_SOURCE], max_name = s[S_MAX_NAME];
+    int64_t last_line = s[S_LAST_LINE], last_column = s[S_LAST_COLUMN];
+    int64_t segments = s[S_SEGMENTS];
+    int64_t bad = 0; /* its sign bit is set by any negative or out-of-range position */
+
+    for (Py_ssize_t i = 0; i < n; i++) {
+        int64_t d = DIGIT[p[i]];
+        if (d < 64) {
+            if (shift >= 30) return 0; /* a 7th digit: the exact loop checks the bounds */
+            int64_t cont = d >> 5, term = cont ^ 1;
+            u |= (d & 31) << shift;
+            shift = (shift + 5) & -cont;
+            digits = (digits + 1) & -cont;
+            int64_t neg = u & 1, value = u >> 1;
+            value = ((value ^ -neg) + neg) - ((neg & (value == 0)) << 31);
+            f[fields & 7] += value & -term;
+            fields += term;
+            u &= -cont;
+            continue;
+        }
+        if (d == 255 || digits) return 0;
+        if (fields == 0) {
+            if (d == 64 || after_comma) return 0;
+        } else {
+            if (fields == 2 || fields == 3 || fields > 5) return 0;
+            bad |= f[0] | (RUNNING_LIMIT - f[0]);
+            if (fields >= 4) {
+                bad |= f[1] | f[2] | f[3] | (RUNNING_LIMIT - f[1]) | (RUNNING_LIMIT - f[2])
+                       | (RUNNING_LIMIT - f[3]);
+                if (f[1] > max_source) max_source = f[1];
+                if (fields == 5) {
+                    bad |= f[4] | (RUNNING_LIMIT - f[4]);
+                    if (f[4] > max_name) max_name = f[4];
+                }
+            }
+            if (line != last_line) { last_line = line; last_column = f[0]; }
+            else if (f[0] > last_column) last_column = f[0];
+            segments++;
+            fields = 0;
+        }
+        if (d == 64) {
+            after_comma = 1;
+        } else {
+            after_comma = 0;
+            line++;
+            f[0] = 0;
+        }
+    }
+    if (fields > 5) return 0;
+    if (fields >= 1) bad |= f[0] | (RUNNING_LIMIT - f[0]);
+    if (fields >= 4) {
+        bad |= f[1] | f[2] | f[3] | (RUNNING_LIMIT - f[1]) | (RUNNING_LIMIT - f[2])
+               | (RUNNING_LIMIT - f[3]);
+        if (f[1] > max_source) max_source = f[1];
+    }
+    if (fields == 5) {
+        bad |= f[4] | (RUNNING_LIMIT - f[4]);
+        if (f[4] > max_name) max_name = f[4];
+    }
+    if (bad < 0) return 0;
+    s[S_U] = u; s[S_SHIFT] = shift; s[S_DIGITS] = digits; s[S_FIELDS] = fields;
+    s[S_AFTER_COMMA] = after_comma; s[S_LINE] = line; s[S_COLUMN] = f[0];
+    s[S_SOURCE] = f[1]; s[S_ORIGINAL_LINE] = f[2]; s[S_ORIGINAL_COLUMN] = f[3];
+    s[S_NAME] = f[4]; s[S_MAX_SOURCE] = max_source; s[S_MAX_NAME] = max_name;
+    s[S_LAST_LINE] = last_line; s[S_LAST_COLUMN] = last_column; s[S_SEGMENTS] = segments;
+    s[S_POSITION] += n;
+    return 1;
+}
+
 static PyObject *feed(PyObject *module, PyObject *args)
 {
     Py_buffer state, data;
@@ -153,7 +237,9 @@ static PyObject *feed(PyObject *module, PyObject *args)
     int64_t *s = (int64_t *)state.buf;
     if (s[S_ERROR] == E_NONE) {
         Py_BEGIN_ALLOW_THREADS
-        run(s, (const uint8_t *)data.buf, data.len);
+        if (!run_fast(s, (const uint8_t *)data.buf, data.len)) {
+            run(s, (const uint8_t *)data.buf, data.len);
+        }
         Py_END_ALLOW_THREADS
     }
     PyBuffer_Release(&state);
