@@ -18,8 +18,8 @@ most of these; a release gate reports every one, as `sourcemap/invalid`. The con
 suite (tc39/source-map-tests) is run against this module by tests/test_conformance.py.
 
 `mappings` is the one check whose work is per byte: it runs in C (`bot/engine/_vlq.c`, built
-with the package; hundreds of MB/s, the GIL released) and, where that extension was not
-built, in `_feed_python`, the same state machine in Python (about 10 MB/s), which is also
+with the package; about 200 MB/s, the GIL released) and, where that extension was not
+built, in `_feed_python`, the same state machine in Python (about 3 MB/s), which is also
 the reference the tests compare the extension with.
 """
 
