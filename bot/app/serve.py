@@ -190,6 +190,37 @@ async def _run_worker_until(stop: asyncio.Event, worker: JobWorker | None) -> No
         await worker_task
 
 
+async def _run_with_chores(
+    settings: Settings,
+    session: aiohttp.ClientSession,
+    backend: Backend,
+    metrics: Metrics,
+    retainer: Retainer | None,
+    recovery: RecoveryOptions | None,
+    stop: asyncio.Event,
+    worker: JobWorker | None,
+) -> None:
+    """Run the worker (if any) until `stop`, with the retention and delivery-recovery chores."""
+    sweeper = build_recovery(
+        settings,
+        session,
+        backend.store,
+        recovery,
+        metrics=metrics,
+        rate_limit_gate=backend.rate_limit_gate(),
+    )
+    with _stop_on_signals(stop):
+        async with (
+            retention_chores(
+                retainer,
+                gc_interval=backend.gc_interval,
+                on_gc=lambda gc: metrics.set_retained_bytes(gc.remaining_bytes),
+            ),
+            recovery_chores(sweeper),
+        ):
+            await _run_worker_until(stop, worker)
+
+
 async def serve(
     settings: Settings,
     *,
@@ -271,24 +302,9 @@ async def serve(
                 except OSError as exc:
                     raise SettingsError(f"cannot listen on {host}:{port}: {exc.strerror}") from exc
                 _log_listening(runner, settings)
-                sweeper = build_recovery(
-                    settings,
-                    session,
-                    store,
-                    recovery,
-                    metrics=metrics,
-                    rate_limit_gate=backend.rate_limit_gate(),
+                await _run_with_chores(
+                    settings, session, backend, metrics, retainer, recovery, stop, worker
                 )
-                with _stop_on_signals(stop):
-                    async with (
-                        retention_chores(
-                            retainer,
-                            gc_interval=backend.gc_interval,
-                            on_gc=lambda gc: metrics.set_retained_bytes(gc.remaining_bytes),
-                        ),
-                        recovery_chores(sweeper),
-                    ):
-                        await _run_worker_until(stop, worker)
             finally:
                 await runner.cleanup()
     finally:
@@ -381,24 +397,9 @@ async def work(
                 metrics=metrics,
                 retainer=retainer,
             )
-            sweeper = build_recovery(
-                settings,
-                session,
-                backend.store,
-                recovery,
-                metrics=metrics,
-                rate_limit_gate=backend.rate_limit_gate(),
+            await _run_with_chores(
+                settings, session, backend, metrics, retainer, recovery, stop, worker
             )
-            with _stop_on_signals(stop):
-                async with (
-                    retention_chores(
-                        retainer,
-                        gc_interval=backend.gc_interval,
-                        on_gc=lambda gc: metrics.set_retained_bytes(gc.remaining_bytes),
-                    ),
-                    recovery_chores(sweeper),
-                ):
-                    await _run_worker_until(stop, worker)
     finally:
         await backend.close()
     log.info("stopped")
