@@ -294,7 +294,7 @@ async def test_a_tag_without_a_draft_is_said_in_the_answer(
     await gate(ghdouble, github_app, repo, run)
     [review] = run.deployment_reviews
     assert review["state"] == "approved"
-    assert "tag v1.0.0 has no draft release." in review["comment"]
+    assert "tag v1.0.0 has no draft release the App can see" in review["comment"]
 
 
 @pytest.mark.asyncio

@@ -558,7 +558,12 @@ def _scanned_sentence(
     if draft is None:
         return said + "."
     if draft.release is None:
-        return said + f"; tag {draft.tag} has no draft release."
+        # GitHub lists draft releases only to those who may push (`contents: write`), so an
+        # empty answer is not proof there is none: say what was seen, not more.
+        return said + (
+            f"; tag {draft.tag} has no draft release the App can see"
+            " (drafts are listed only with `contents: write`)."
+        )
     return said + (
         f" and {draft_scanned} of the {len(draft.assets)} asset(s) of draft release {draft.tag}."
     )
