@@ -12,10 +12,13 @@ from __future__ import annotations
 import os
 import secrets
 from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
 from urllib.parse import quote
 
 import pytest
 import pytest_asyncio
+
+from bot.store import PostgresStore, SqliteStore
 
 ENV: str = "RELEASE_GUARD_TEST_POSTGRES_URL"
 
@@ -57,3 +60,32 @@ def pg_schema_url() -> Iterator[str]:
 async def pg_url(pg_schema_url: str) -> AsyncIterator[str]:
     """The same as `pg_schema_url`, for async tests."""
     yield pg_schema_url
+
+
+@pytest.fixture(params=["sqlite", "postgres"])
+def postgres_url(request: pytest.FixtureRequest) -> str | None:
+    """None for SQLite; for PostgreSQL, a private schema's URL (skips without a server).
+
+    A test that takes it, or `any_store`, runs once on each backend.
+    """
+    if request.param == "sqlite":
+        return None
+    url: str = request.getfixturevalue("pg_url")
+    return url
+
+
+@pytest_asyncio.fixture
+async def any_store(
+    postgres_url: str | None, tmp_path: Path
+) -> AsyncIterator[SqliteStore | PostgresStore]:
+    """An open store of each backend in turn (SQLite in `tmp_path`, PostgreSQL in a schema)."""
+    store: SqliteStore | PostgresStore
+    if postgres_url is None:
+        store = SqliteStore(tmp_path / "rg.sqlite3")
+    else:
+        store = PostgresStore(postgres_url)
+    await store.open()
+    try:
+        yield store
+    finally:
+        await store.close()

@@ -10,12 +10,10 @@ import copy
 import hashlib
 import json
 import uuid
-from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
 import pytest
-import pytest_asyncio
 
 from bot.double.faults import SecondaryRateLimit, ServerError, too_many_requests
 from bot.double.server import GitHubDouble
@@ -49,27 +47,10 @@ CONFIG = ".github/release-guard.yml"
 Ledger = SqliteStore | PostgresStore
 
 
-@pytest.fixture(params=["sqlite", "postgres"])
-def postgres_url(request: pytest.FixtureRequest) -> str | None:
-    """None for SQLite; for PostgreSQL, a private schema's URL (skips without a server)."""
-    if request.param == "sqlite":
-        return None
-    url: str = request.getfixturevalue("pg_url")
-    return url
-
-
-@pytest_asyncio.fixture
-async def ledger(postgres_url: str | None, tmp_path: Path) -> AsyncIterator[Ledger]:
-    store: Ledger
-    if postgres_url is None:
-        store = SqliteStore(tmp_path / "rg.sqlite3")
-    else:
-        store = PostgresStore(postgres_url)
-    await store.open()
-    try:
-        yield store
-    finally:
-        await store.close()
+@pytest.fixture
+def ledger(any_store: Ledger) -> Ledger:
+    """The store, on each backend (`tests/pgtest.py`), as the verdict and coverage ledger."""
+    return any_store
 
 
 @pytest.fixture

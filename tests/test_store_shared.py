@@ -47,15 +47,6 @@ def clock() -> FakeClock:
     return FakeClock()
 
 
-@pytest.fixture(params=["sqlite", "postgres"])
-def postgres_url(request: pytest.FixtureRequest) -> str | None:
-    """None for SQLite; for PostgreSQL, a private schema's URL (skips without a server)."""
-    if request.param == "sqlite":
-        return None
-    url: str = request.getfixturevalue("pg_url")
-    return url
-
-
 @pytest_asyncio.fixture
 async def new_store(
     postgres_url: str | None, tmp_path: Path, clock: FakeClock

@@ -20,7 +20,6 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-import pytest_asyncio
 from aiohttp import web
 from aiohttp.test_utils import TestClient
 
@@ -42,27 +41,6 @@ AiohttpClient = Callable[..., Awaitable[Client]]
 @pytest.fixture
 def secret() -> str:
     return new_secret()
-
-
-@pytest.fixture(params=["sqlite", "postgres"])
-def postgres_url(request: pytest.FixtureRequest) -> str | None:
-    """None for SQLite; for PostgreSQL, a private schema's URL (tests/pgtest.py)."""
-    if request.param == "sqlite":
-        return None
-    url: str = request.getfixturevalue("pg_url")
-    return url
-
-
-@pytest_asyncio.fixture
-async def any_store(postgres_url: str | None, tmp_path: Path) -> AsyncIterator[AnyStore]:
-    store: AnyStore
-    if postgres_url is None:
-        store = SqliteStore(tmp_path / "rg.sqlite3")
-    else:
-        store = PostgresStore(postgres_url)
-    await store.open()
-    yield store
-    await store.close()
 
 
 async def new_client(
